@@ -1,0 +1,66 @@
+/** What the heartbeat needs from its connection; small so it can be tested without sockets. */
+export interface IHeartbeatHost {
+  sendPing(): void;
+  onHeartbeatTimeout(silentForMs: number): void;
+}
+
+export interface IHeartbeatOptions {
+  intervalMs: number;
+  timeoutMs: number;
+  initialGraceMs: number;
+}
+
+/**
+ * Pings the peer every interval and declares a timeout when nothing at all (frames of any kind)
+ * arrived for longer than timeoutMs. It checks at least four times per timeout so that a frozen
+ * peer is noticed soon after the timeout, not an interval later.
+ */
+export class Heartbeat {
+  private timer?: NodeJS.Timeout;
+  private lastHeard = 0;
+  private lastPing = 0;
+  private startedAt = 0;
+  private heard = false;
+
+  constructor(private readonly host: IHeartbeatHost, private readonly options: IHeartbeatOptions) {}
+
+  public start(): void {
+    this.stop();
+    const now = performance.now();
+    this.startedAt = now;
+    this.lastHeard = now;
+    this.lastPing = now;
+    const tickMs = Math.max(10, Math.min(this.options.intervalMs, Math.floor(this.options.timeoutMs / 4)));
+    this.timer = setInterval(this.tick, tickMs);
+    this.timer.unref();
+  }
+
+  /** Called for every frame received; cheap on purpose (the hot path). */
+  public heardFromPeer(): void {
+    this.heard = true;
+  }
+
+  public stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private tick = (): void => {
+    const now = performance.now();
+    if (this.heard) {
+      this.heard = false;
+      this.lastHeard = now;
+    }
+    const silentFor = now - this.lastHeard;
+    const inGrace = now - this.startedAt < this.options.initialGraceMs + this.options.timeoutMs;
+    if (silentFor > this.options.timeoutMs && !inGrace) {
+      this.stop();
+      this.host.onHeartbeatTimeout(Math.round(silentFor));
+      return;
+    }
+    if (now - this.lastPing >= this.options.intervalMs) {
+      this.lastPing = now;
+      this.host.sendPing();
+    }
+  };
+}

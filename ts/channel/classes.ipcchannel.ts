@@ -1,0 +1,427 @@
+import * as plugins from '../plugins.js';
+import { IpcError, toRemoteError, type IRemoteError, isIpcErrorCode } from '../smartipc.errors.js';
+import { EFrameKind, EPayloadEncoding, type IFrame, type IGoodbyePayload, type TSerialization } from '../interfaces/wire.js';
+import type { IRequestOptions } from '../interfaces/options.js';
+import type { IIpcChannelEvents, IIpcMetrics, IMessageContext, TMessageHandler } from '../interfaces/events.js';
+import type { IpcTransport, ITransportHandler } from '../framing/classes.transport.js';
+import { PendingRequests } from './classes.pendingrequests.js';
+import { Heartbeat, type IHeartbeatOptions } from './classes.heartbeat.js';
+import { Outbox } from './classes.outbox.js';
+import { decodePayload, encodePayload, type IEncodedPayload } from './serializer.js';
+import { sendJsonFrame } from './handshake.js';
+import { debug } from '../smartipc.log.js';
+
+/** Everything a link needs, resolved once by its owner (server, client or standalone channel). */
+export interface IChannelConfig {
+  serialization: TSerialization;
+  requestTimeoutMs: number;
+  /** undefined: no heartbeat. */
+  heartbeat?: IHeartbeatOptions;
+  /** Handlers by type; a server shares one map among all its client links. */
+  handlers: Map<string, TMessageHandler>;
+  /** Counters; a server shares one object among all its client links. */
+  metrics: IIpcMetrics;
+  /** Bounds of the outbox used while reconnecting. */
+  outbox: { maxMessages: number; maxBytes: number };
+}
+
+interface IErrorResponseBody {
+  code: string;
+  message: string;
+  remote?: IRemoteError;
+}
+
+/** A handler for frame kinds beyond messages and requests (pub/sub, streams). */
+export type TFrameHook = (frame: IFrame) => void;
+
+/**
+ * One logical link to one peer: request/response correlation, message dispatch, heartbeat and
+ * the outbox that holds sends while the owner reconnects. The transport under it can be replaced
+ * (a client reconnects); pending requests never outlive the transport they were sent on.
+ */
+export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> implements ITransportHandler {
+  /** The peer's id: its clientId seen from a server, the server's id seen from a client. */
+  public peerId = '';
+  public connectedAt = 0;
+  public lastActivity = 0;
+
+  private transport?: IpcTransport;
+  private readonly pending = new PendingRequests();
+  private heartbeat?: Heartbeat;
+  private outbox?: Outbox;
+  private goodbyeReason?: string;
+  private activeHandlers = 0;
+  private idleWaiters: Array<() => void> = [];
+  private readonly frameHooks = new Map<EFrameKind, TFrameHook>();
+
+  constructor(private readonly config: IChannelConfig) {
+    super();
+  }
+
+  public get isConnected(): boolean {
+    return this.transport?.isOpen === true;
+  }
+
+  /** Sends wait in the outbox instead of failing (set by a reconnecting client). */
+  public get isHoldingSends(): boolean {
+    return this.outbox !== undefined;
+  }
+
+  /** Requests sent and not settled plus requests received and not yet answered. */
+  public get requestsInFlight(): number {
+    return this.pending.size + this.activeHandlers;
+  }
+
+  public get transportDescription(): string {
+    return this.transport?.describe() ?? '(not connected)';
+  }
+
+  // ---- link management -------------------------------------------------------------------------
+
+  /** Takes over a transport whose handshake is done. Queued outbox entries leave first, in order. */
+  public attach(transport: IpcTransport, peerId: string, handOver: (handler: ITransportHandler) => void): void {
+    this.transport = transport;
+    transport.counters = this.config.metrics;
+    this.peerId = peerId;
+    this.goodbyeReason = undefined;
+    this.connectedAt = Date.now();
+    this.lastActivity = this.connectedAt;
+    this.flushOutbox();
+    if (this.config.heartbeat) {
+      this.heartbeat = new Heartbeat(
+        {
+          sendPing: () => this.sendControl(EFrameKind.Ping),
+          onHeartbeatTimeout: (silentForMs) => this.onHeartbeatTimeout(silentForMs),
+        },
+        this.config.heartbeat,
+      );
+      this.heartbeat.start();
+    }
+    handOver(this);
+  }
+
+  /** From now on sends wait (bounded) for the next `attach` instead of failing. */
+  public holdSends(): void {
+    this.outbox ??= new Outbox(this.config.outbox.maxMessages, this.config.outbox.maxBytes);
+  }
+
+  /** Fails whatever waits in the outbox and stops holding sends. */
+  public releaseSends(error: IpcError): void {
+    const outbox = this.outbox;
+    this.outbox = undefined;
+    if (!outbox) return;
+    for (const entry of outbox.takeAll()) {
+      if (entry.kind === EFrameKind.Request) this.pending.take(entry.id)?.reject(error);
+      else entry.reject?.(error);
+    }
+  }
+
+  /** Tells the peer why we are leaving, then closes once queued frames are out. */
+  public close(reason: string): void {
+    const transport = this.transport;
+    if (!transport?.isOpen) return;
+    try {
+      sendJsonFrame(transport, EFrameKind.Goodbye, { reason } satisfies IGoodbyePayload);
+    } catch {
+      // closing anyway
+    }
+    transport.end();
+  }
+
+  /** Closes at once with an error (protocol fault, heartbeat timeout, replaced connection). */
+  public destroy(error: IpcError): void {
+    this.transport?.destroy(error);
+  }
+
+  /** Resolves when no handler is running (for a graceful stop). */
+  public whenIdle(): Promise<void> {
+    if (this.activeHandlers === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  public setFrameHook(kind: EFrameKind, hook: TFrameHook): void {
+    this.frameHooks.set(kind, hook);
+  }
+
+  // ---- sending ---------------------------------------------------------------------------------
+
+  /** Fire-and-forget. Resolves once the frame is queued for the socket (waiting for drain when the socket is full). */
+  public sendMessage(type: string, data?: unknown): Promise<void> {
+    let encoded: IEncodedPayload;
+    try {
+      encoded = encodePayload(data, this.config.serialization, `message "${type}"`);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.sendEncoded(EFrameKind.Message, type, encoded);
+  }
+
+  /** Sends an already-encoded frame of any kind (used by pub/sub and streams too). */
+  public sendEncoded(kind: EFrameKind, type: string, encoded: IEncodedPayload, id = 0, headers?: Record<string, unknown>): Promise<void> {
+    const transport = this.transport;
+    if (transport?.isOpen) {
+      try {
+        transport.send({ kind, encoding: encoded.encoding, id, type, headers, payload: encoded.payload });
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      this.config.metrics.messagesSent++;
+      return transport.needsDrain ? transport.waitForDrain() : Promise.resolve();
+    }
+    if (this.outbox) {
+      return new Promise((resolve, reject) => {
+        try {
+          this.outbox!.push({ kind, id, type, encoded, headers, resolve, reject });
+        } catch (err) {
+          reject(err);
+        }
+      });
+    }
+    return Promise.reject(this.notConnected());
+  }
+
+  public request<TRes = unknown>(type: string, data?: unknown, options: IRequestOptions = {}): Promise<TRes> {
+    if (options.signal?.aborted) {
+      return Promise.reject(new IpcError('ABORTED', `request "${type}" was aborted before it was sent`, { cause: options.signal.reason }));
+    }
+    let encoded: IEncodedPayload;
+    try {
+      encoded = encodePayload(data, this.config.serialization, `request "${type}"`);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const transport = this.transport;
+    const open = transport?.isOpen === true;
+    if (!open && !this.outbox) return Promise.reject(this.notConnected());
+    const id = this.pending.allocateId();
+    const promise = this.pending.add<TRes>(id, type, options.timeout ?? this.config.requestTimeoutMs, options.signal);
+    try {
+      if (open) {
+        transport!.send({ kind: EFrameKind.Request, encoding: encoded.encoding, id, type, headers: options.headers, payload: encoded.payload });
+        this.config.metrics.messagesSent++;
+      } else {
+        this.outbox!.push({ kind: EFrameKind.Request, id, type, encoded, headers: options.headers });
+      }
+    } catch (err) {
+      this.pending.take(id);
+      return Promise.reject(err);
+    }
+    return promise;
+  }
+
+  private sendControl(kind: EFrameKind): void {
+    try {
+      this.transport?.send({ kind, encoding: EPayloadEncoding.None, id: 0, type: '' });
+    } catch {
+      // the connection is closing; its close handler reports it
+    }
+  }
+
+  private flushOutbox(): void {
+    const outbox = this.outbox;
+    this.outbox = undefined;
+    if (!outbox) return;
+    for (const entry of outbox.takeAll()) {
+      if (entry.kind === EFrameKind.Request && !this.pending.has(entry.id)) continue; // timed out or aborted meanwhile
+      try {
+        this.transport!.send({ kind: entry.kind, encoding: entry.encoded.encoding, id: entry.id, type: entry.type, headers: entry.headers, payload: entry.encoded.payload });
+        this.config.metrics.messagesSent++;
+        entry.resolve?.();
+      } catch (err) {
+        if (entry.kind === EFrameKind.Request) this.pending.take(entry.id)?.reject(err as IpcError);
+        else entry.reject?.(err as IpcError);
+      }
+    }
+  }
+
+  private notConnected(): IpcError {
+    return new IpcError('NOT_CONNECTED', `not connected to ${this.peerId || this.transportDescription}`);
+  }
+
+  // ---- receiving -------------------------------------------------------------------------------
+
+  public onFrame(frame: IFrame): void {
+    this.heartbeat?.heardFromPeer();
+    switch (frame.kind) {
+      case EFrameKind.Message:
+        this.config.metrics.messagesReceived++;
+        this.dispatch(frame, false);
+        return;
+      case EFrameKind.Request:
+        this.config.metrics.messagesReceived++;
+        this.dispatch(frame, true);
+        return;
+      case EFrameKind.Response:
+        this.config.metrics.messagesReceived++;
+        this.settleResponse(frame);
+        return;
+      case EFrameKind.ErrorResponse:
+        this.config.metrics.messagesReceived++;
+        this.settleError(frame);
+        return;
+      case EFrameKind.Ping:
+        this.sendControl(EFrameKind.Pong);
+        return;
+      case EFrameKind.Pong:
+        return;
+      case EFrameKind.Goodbye:
+        try {
+          this.goodbyeReason = (JSON.parse(frame.payload.toString('utf8')) as IGoodbyePayload).reason;
+        } catch {
+          this.goodbyeReason = 'closed by peer';
+        }
+        return;
+      default: {
+        const hook = this.frameHooks.get(frame.kind);
+        if (hook) hook(frame);
+        else debug('ignoring frame kind %d from %s', frame.kind, this.peerId);
+      }
+    }
+  }
+
+  public onFrameError(error: IpcError): void {
+    this.config.metrics.errors++;
+    this.emit('messageError', error);
+  }
+
+  public onClose(error: IpcError | undefined): void {
+    this.heartbeat?.stop();
+    this.heartbeat = undefined;
+    this.transport = undefined;
+    const reason = this.goodbyeReason !== undefined
+      ? new IpcError('CONNECTION_LOST', `${this.peerId} closed the connection: ${this.goodbyeReason}`)
+      : error ?? new IpcError('CONNECTION_LOST', `connection to ${this.peerId} closed`);
+    if (reason.code === 'CONNECTION_LOST' && error && error.code !== 'CONNECTION_LOST') this.config.metrics.errors++;
+    this.pending.rejectAll(
+      (entry) => new IpcError('CONNECTION_LOST', `request "${entry.type}" lost: ${reason.message}`, { cause: reason }),
+    );
+    this.emit('disconnect', reason);
+  }
+
+  private dispatch(frame: IFrame, isRequest: boolean): void {
+    const handler = this.config.handlers.get(frame.type);
+    if (!handler) {
+      if (isRequest) this.replyError(frame.id, { code: 'NO_HANDLER', message: `no handler for "${frame.type}"` });
+      else debug('no handler for message "%s" from %s; dropped', frame.type, this.peerId);
+      return;
+    }
+    let data: unknown;
+    try {
+      data = decodePayload(frame.flags, frame.payload);
+    } catch (err) {
+      this.config.metrics.errors++;
+      if (isRequest) this.replyError(frame.id, { code: 'PROTOCOL_ERROR', message: (err as Error).message });
+      else this.emit('error', err as IpcError);
+      return;
+    }
+    const context: IMessageContext = { type: frame.type, isRequest };
+    if (frame.headers) context.headers = frame.headers;
+    this.lastActivity = Date.now();
+    this.activeHandlers++;
+    let result: unknown;
+    try {
+      result = handler(data, this.peerId, context);
+    } catch (err) {
+      this.handlerFailed(frame, isRequest, err);
+      return;
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+      (result as PromiseLike<unknown>).then(
+        (value) => this.handlerDone(frame, isRequest, value),
+        (err) => this.handlerFailed(frame, isRequest, err),
+      );
+    } else {
+      this.handlerDone(frame, isRequest, result);
+    }
+  }
+
+  private handlerDone(frame: IFrame, isRequest: boolean, value: unknown): void {
+    this.handlerFinished();
+    if (!isRequest) return;
+    if (!this.transport?.isOpen) {
+      debug('response to "%s" for %s dropped: connection closed', frame.type, this.peerId);
+      return;
+    }
+    let encoded: IEncodedPayload;
+    try {
+      encoded = encodePayload(value, this.config.serialization, `response to "${frame.type}"`);
+    } catch (err) {
+      this.config.metrics.errors++;
+      this.replyError(frame.id, { code: 'HANDLER_ERROR', message: (err as Error).message });
+      return;
+    }
+    try {
+      this.transport.send({ kind: EFrameKind.Response, encoding: encoded.encoding, id: frame.id, type: '', payload: encoded.payload });
+      this.config.metrics.messagesSent++;
+    } catch (err) {
+      const error = err as IpcError;
+      this.config.metrics.errors++;
+      this.replyError(frame.id, { code: isIpcErrorCode(error.code) ? error.code : 'HANDLER_ERROR', message: `response to "${frame.type}": ${error.message}` });
+    }
+  }
+
+  private handlerFailed(frame: IFrame, isRequest: boolean, thrown: unknown): void {
+    this.handlerFinished();
+    this.config.metrics.errors++;
+    const remote = toRemoteError(thrown);
+    if (isRequest) {
+      this.replyError(frame.id, { code: 'HANDLER_ERROR', message: remote.message, remote });
+    } else {
+      this.emit('error', new IpcError('HANDLER_ERROR', `handler for message "${frame.type}" threw: ${remote.message}`, { cause: thrown, remote }));
+    }
+  }
+
+  private handlerFinished(): void {
+    this.activeHandlers--;
+    if (this.activeHandlers === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  private replyError(id: number, body: IErrorResponseBody): void {
+    try {
+      this.transport?.send({ kind: EFrameKind.ErrorResponse, encoding: EPayloadEncoding.Json, id, type: '', payload: JSON.stringify(body) });
+      this.config.metrics.messagesSent++;
+    } catch (err) {
+      debug('could not send error response to %s: %s', this.peerId, (err as Error).message);
+    }
+  }
+
+  private settleResponse(frame: IFrame): void {
+    const entry = this.pending.take(frame.id);
+    if (!entry) {
+      debug('late response %d from %s ignored', frame.id, this.peerId);
+      return;
+    }
+    let value: unknown;
+    try {
+      value = decodePayload(frame.flags, frame.payload);
+    } catch (err) {
+      this.config.metrics.errors++;
+      entry.reject(err as IpcError);
+      return;
+    }
+    entry.resolve(value);
+  }
+
+  private settleError(frame: IFrame): void {
+    const entry = this.pending.take(frame.id);
+    if (!entry) return;
+    let body: IErrorResponseBody;
+    try {
+      body = JSON.parse(frame.payload.toString('utf8')) as IErrorResponseBody;
+    } catch {
+      body = { code: 'PROTOCOL_ERROR', message: 'unreadable error response' };
+    }
+    const code = isIpcErrorCode(body.code) ? body.code : 'HANDLER_ERROR';
+    entry.reject(new IpcError(code, body.message, body.remote ? { remote: body.remote } : {}));
+  }
+
+  private onHeartbeatTimeout(silentForMs: number): void {
+    const error = new IpcError('TIMEOUT', `heartbeat timeout: nothing heard from ${this.peerId} for ${silentForMs} ms`);
+    this.emit('heartbeatTimeout', this.peerId);
+    this.destroy(error);
+  }
+}

@@ -1,0 +1,161 @@
+import { IpcError, isIpcErrorCode } from '../smartipc.errors.js';
+import { EFrameKind, EPayloadEncoding, type IFrame, type IHelloPayload, type IRejectPayload, type IWelcomePayload } from '../interfaces/wire.js';
+import type { IpcTransport, ITransportHandler } from '../framing/classes.transport.js';
+
+/**
+ * Holds a transport during its handshake. The frame that completes the handshake may share a
+ * chunk with the peer's first messages, so everything after it is kept and replayed to the
+ * channel that takes over: nothing is lost in the hand-over.
+ */
+export class HandshakeGate implements ITransportHandler {
+  private backlog: IFrame[] = [];
+  private closedWith: { error: IpcError | undefined } | undefined;
+  private next?: ITransportHandler;
+  private settled = false;
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly transport: IpcTransport,
+    private readonly expect: (frame: IFrame) => void,
+    private readonly fail: (error: IpcError) => void,
+    timeoutMs: number,
+    timeoutError: () => IpcError,
+  ) {
+    transport.setHandler(this);
+    this.timer = setTimeout(() => {
+      this.settle();
+      const error = timeoutError();
+      transport.destroy(error);
+      this.fail(error);
+    }, timeoutMs);
+    this.timer.unref();
+  }
+
+  /** Ends the waiting part: later frames are buffered until `handOver`. */
+  public settle(): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    if (this.timer) clearTimeout(this.timer);
+    return true;
+  }
+
+  public handOver(handler: ITransportHandler): void {
+    this.next = handler;
+    this.transport.setHandler(handler);
+    const backlog = this.backlog;
+    this.backlog = [];
+    for (const frame of backlog) handler.onFrame(frame);
+    if (this.closedWith) handler.onClose(this.closedWith.error);
+  }
+
+  public onFrame(frame: IFrame): void {
+    if (!this.settled) {
+      this.expect(frame);
+      return;
+    }
+    // The payload is a view into a socket chunk; keep our own copy until it is replayed.
+    this.backlog.push({ ...frame, payload: Buffer.from(frame.payload) });
+  }
+
+  public onFrameError(error: IpcError): void {
+    if (this.settle()) this.fail(error);
+    else this.next?.onFrameError(error);
+  }
+
+  public onClose(error: IpcError | undefined): void {
+    if (this.settle()) {
+      this.fail(error ?? new IpcError('CONNECTION_LOST', `connection to ${this.transport.describe()} closed during the handshake`));
+      return;
+    }
+    this.closedWith = { error };
+  }
+}
+
+function parseJson<T>(frame: IFrame, what: string): T {
+  try {
+    return JSON.parse(frame.payload.toString('utf8')) as T;
+  } catch (err) {
+    throw new IpcError('PROTOCOL_ERROR', `${what} is not valid JSON`, { cause: err });
+  }
+}
+
+export function sendJsonFrame(transport: IpcTransport, kind: EFrameKind, body: object): void {
+  transport.send({ kind, encoding: EPayloadEncoding.Json, id: 0, type: '', payload: JSON.stringify(body) });
+}
+
+/** Client side: sends HELLO and waits for WELCOME (or REJECT, turned into its IpcError). */
+export function registerWithServer(
+  transport: IpcTransport,
+  hello: IHelloPayload,
+  timeoutMs: number,
+): Promise<{ welcome: IWelcomePayload; gate: HandshakeGate }> {
+  return new Promise((resolve, reject) => {
+    const gate: HandshakeGate = new HandshakeGate(
+      transport,
+      (frame) => {
+        if (!gate.settle()) return;
+        try {
+          if (frame.kind === EFrameKind.Reject) {
+            const body = parseJson<IRejectPayload>(frame, 'handshake rejection');
+            const code = isIpcErrorCode(body.code) ? body.code : 'PROTOCOL_ERROR';
+            throw new IpcError(code, body.message);
+          }
+          if (frame.kind !== EFrameKind.Welcome) {
+            throw new IpcError('PROTOCOL_ERROR', `expected the handshake answer, got frame kind ${frame.kind}`);
+          }
+          const welcome = parseJson<IWelcomePayload>(frame, 'handshake answer');
+          if (welcome.serverId !== hello.serverId && !(hello.probe && hello.serverId === '')) {
+            throw new IpcError('ID_MISMATCH', `server at ${transport.describe()} is "${welcome.serverId}", not "${hello.serverId}"`);
+          }
+          transport.peerMaxMessageSize = welcome.maxMessageSize;
+          resolve({ welcome, gate });
+        } catch (err) {
+          transport.destroy(err as IpcError);
+          reject(err);
+        }
+      },
+      reject,
+      timeoutMs,
+      () => new IpcError('REGISTER_TIMEOUT', `server at ${transport.describe()} did not answer the handshake within ${timeoutMs} ms`),
+    );
+    sendJsonFrame(transport, EFrameKind.Hello, hello);
+  });
+}
+
+/** Server side: waits for a well-formed HELLO. Validation and the answer are the caller's. */
+export function awaitHello(transport: IpcTransport, timeoutMs: number): Promise<{ hello: IHelloPayload; gate: HandshakeGate }> {
+  return new Promise((resolve, reject) => {
+    const gate: HandshakeGate = new HandshakeGate(
+      transport,
+      (frame) => {
+        if (!gate.settle()) return;
+        try {
+          if (frame.kind !== EFrameKind.Hello) {
+            throw new IpcError('PROTOCOL_ERROR', `expected a handshake, got frame kind ${frame.kind}`);
+          }
+          const hello = parseJson<IHelloPayload>(frame, 'handshake');
+          if (typeof hello !== 'object' || hello === null || typeof hello.clientId !== 'string' || hello.clientId.length === 0) {
+            throw new IpcError('PROTOCOL_ERROR', 'handshake without a clientId');
+          }
+          hello.metadata = hello.metadata && typeof hello.metadata === 'object' ? hello.metadata : {};
+          resolve({ hello, gate });
+        } catch (err) {
+          reject(err);
+        }
+      },
+      reject,
+      timeoutMs,
+      () => new IpcError('REGISTER_TIMEOUT', `peer did not send its handshake within ${timeoutMs} ms`),
+    );
+  });
+}
+
+/** Refuses a handshake: the peer gets the code and message, then the connection closes. */
+export function rejectHello(transport: IpcTransport, error: IpcError): void {
+  try {
+    sendJsonFrame(transport, EFrameKind.Reject, { code: error.code, message: error.message } satisfies IRejectPayload);
+    transport.end();
+  } catch {
+    transport.destroy(error);
+  }
+}

@@ -1,0 +1,54 @@
+import * as plugins from '../plugins.js';
+import { IpcError } from '../smartipc.errors.js';
+import { EPayloadEncoding, FLAG_ENCODING_MASK, type TSerialization } from '../interfaces/wire.js';
+
+export interface IEncodedPayload {
+  encoding: EPayloadEncoding;
+  payload: string | Buffer | undefined;
+}
+
+const EMPTY: IEncodedPayload = { encoding: EPayloadEncoding.None, payload: undefined };
+
+/** Turns user data into payload bytes for the negotiated serialization. Throws PROTOCOL_ERROR for data it cannot carry. */
+export function encodePayload(data: unknown, serialization: TSerialization, what: string): IEncodedPayload {
+  if (data === undefined) return EMPTY;
+  if (serialization === 'advanced') {
+    try {
+      return { encoding: EPayloadEncoding.V8, payload: plugins.v8.serialize(data) };
+    } catch (err) {
+      throw new IpcError('PROTOCOL_ERROR', `${what} cannot be serialized with structured clone: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(data);
+  } catch (err) {
+    throw new IpcError('PROTOCOL_ERROR', `${what} cannot be serialized as JSON: ${(err as Error).message} (serialization: 'advanced' carries BigInt, Map, Set, Buffer)`, { cause: err });
+  }
+  return json === undefined ? EMPTY : { encoding: EPayloadEncoding.Json, payload: json };
+}
+
+/** Decodes a frame payload by the encoding its flags name. Throws PROTOCOL_ERROR for bytes that do not parse. */
+export function decodePayload(flags: number, payload: Buffer): unknown {
+  const encoding = flags & FLAG_ENCODING_MASK;
+  try {
+    switch (encoding) {
+      case EPayloadEncoding.None:
+        return undefined;
+      case EPayloadEncoding.Json:
+        return JSON.parse(payload.toString('utf8'));
+      case EPayloadEncoding.V8:
+        return plugins.v8.deserialize(payload);
+      default:
+        return payload;
+    }
+  } catch (err) {
+    throw new IpcError('PROTOCOL_ERROR', `payload does not decode: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export function payloadSize(encoded: IEncodedPayload): number {
+  const payload = encoded.payload;
+  if (payload === undefined) return 0;
+  return typeof payload === 'string' ? payload.length : payload.length;
+}

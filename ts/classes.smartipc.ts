@@ -1,0 +1,152 @@
+import * as plugins from './plugins.js';
+import { IpcError } from './smartipc.errors.js';
+import type { IConnectRetryOptions, IIpcChannelOptions, IIpcClientOptions, IIpcServerOptions, TEndpoint } from './interfaces/options.js';
+import { IpcServer } from './server/classes.ipcserver.js';
+import { IpcClient } from './client/classes.ipcclient.js';
+import { IpcStandaloneChannel } from './channel/classes.standalonechannel.js';
+import { Backoff } from './channel/classes.backoff.js';
+import { DEFAULT_CONNECT_RETRY, DEFAULT_MAX_MESSAGE_SIZE_BYTES, PROTOCOL_VERSION } from './smartipc.defaults.js';
+import { createTransport } from './framing/transport.factory.js';
+import { registerWithServer } from './channel/handshake.js';
+
+export type IWaitForServerOptions = Partial<TEndpoint> & {
+  /** Only a server with this id counts. @default any id */
+  id?: string;
+  /** @default 10000 */
+  timeoutMs?: number;
+};
+
+export type ISpawnAndConnectOptions = Partial<TEndpoint> & {
+  /** Script run with `node` (fork): it starts the server. */
+  serverScript: string;
+  /** The server's id. @default the id the server answers with */
+  id?: string;
+  clientId?: string;
+  connectRetry?: IConnectRetryOptions;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** @default 15000 */
+  timeoutMs?: number;
+  /** Options passed on to the client. */
+  clientOptions?: Partial<IIpcClientOptions>;
+};
+
+function endpointOf(options: Partial<TEndpoint>): TEndpoint {
+  if (typeof options.socketPath === 'string') return { socketPath: options.socketPath };
+  return { host: options.host, port: options.port!, ...(options.tls ? { tls: options.tls } : {}) } as TEndpoint;
+}
+
+function describeEndpoint(options: Partial<TEndpoint>): string {
+  return options.socketPath ?? `${options.host ?? '127.0.0.1'}:${options.port}`;
+}
+
+/** One connect + probe handshake. Resolves with the server's id; the server registers nothing. */
+async function probeOnce(options: Partial<TEndpoint>, id: string | undefined): Promise<string> {
+  const transport = createTransport(endpointOf(options), { maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE_BYTES });
+  try {
+    await transport.connect();
+  } catch (err) {
+    throw new IpcError('SERVER_UNAVAILABLE', `no server at ${transport.describe()} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+  }
+  try {
+    const { welcome } = await registerWithServer(
+      transport,
+      { serverId: id ?? '', clientId: 'probe', metadata: {}, protocolVersion: PROTOCOL_VERSION, serialization: 'json', maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE_BYTES, probe: true },
+      2_000,
+    );
+    return welcome.serverId;
+  } finally {
+    transport.destroy();
+  }
+}
+
+export class SmartIpc {
+  public static createServer(options: IIpcServerOptions): IpcServer {
+    return new IpcServer(options);
+  }
+
+  public static createClient(options: IIpcClientOptions): IpcClient {
+    return new IpcClient(options);
+  }
+
+  /** A symmetric link between exactly two processes; see IpcStandaloneChannel. */
+  public static createChannel(options: IIpcChannelOptions): IpcStandaloneChannel {
+    return new IpcStandaloneChannel(options);
+  }
+
+  /**
+   * Resolves when a server on the endpoint completes a handshake (with `id` when given). Probes
+   * with backoff as a client-only client and never starts anything itself. Rejects with TIMEOUT.
+   */
+  public static async waitForServer(options: IWaitForServerOptions): Promise<void> {
+    await SmartIpc.waitForServerId(options);
+  }
+
+  private static async waitForServerId(options: IWaitForServerOptions): Promise<string> {
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    const deadline = performance.now() + timeoutMs;
+    const backoff = new Backoff(25, 500);
+    let lastError: unknown;
+    for (;;) {
+      try {
+        return await probeOnce(options, options.id);
+      } catch (err) {
+        lastError = err;
+        if ((err as IpcError).code === 'ID_MISMATCH' || (err as IpcError).code === 'PROTOCOL_ERROR') throw err;
+      }
+      const delay = backoff.next();
+      if (performance.now() + delay > deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+    throw new IpcError('TIMEOUT', `no server answered on ${describeEndpoint(options)} within ${timeoutMs} ms (last: ${(lastError as Error)?.message})`, { cause: lastError });
+  }
+
+  /**
+   * Forks `serverScript`, waits until it serves, and connects a client. If the child exits first or
+   * time runs out, the child is killed and the error carries the tail of its stderr.
+   */
+  public static async spawnAndConnect(options: ISpawnAndConnectOptions): Promise<{ client: IpcClient; serverProcess: plugins.childProcess.ChildProcess }> {
+    const timeoutMs = options.timeoutMs ?? 15_000;
+    const child = plugins.childProcess.fork(options.serverScript, options.args ?? [], {
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+    });
+    let stderr = '';
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (text: string) => {
+      stderr = (stderr + text).slice(-4_000);
+    });
+    const exited = new Promise<never>((_, reject) => {
+      child.once('exit', (code, signal) => reject(new IpcError('SERVER_UNAVAILABLE', `server script ${options.serverScript} exited (${signal ?? `code ${code}`}) before it served`)));
+      child.once('error', (err) => reject(new IpcError('SERVER_UNAVAILABLE', `cannot start ${options.serverScript}: ${err.message}`, { cause: err })));
+    });
+    exited.catch(() => undefined);
+    let client: IpcClient | undefined;
+    try {
+      const serverId = await Promise.race([SmartIpc.waitForServerId({ ...endpointOf(options), id: options.id, timeoutMs }), exited]);
+      client = new IpcClient({
+        ...options.clientOptions,
+        ...endpointOf(options),
+        id: serverId,
+        clientId: options.clientId,
+        clientOnly: true,
+        connectRetry: { ...DEFAULT_CONNECT_RETRY, enabled: true, ...options.connectRetry },
+      } as IIpcClientOptions);
+      await Promise.race([client.connect(), exited]);
+      child.removeAllListeners('exit');
+      return { client, serverProcess: child };
+    } catch (err) {
+      await client?.disconnect().catch(() => undefined);
+      child.kill('SIGKILL');
+      const tail = stderr.trim() ? `\n--- server stderr (tail) ---\n${stderr.trim().split('\n').slice(-20).join('\n')}` : '';
+      const error = err as IpcError;
+      throw new IpcError(error.code ?? 'SERVER_UNAVAILABLE', `${error.message}${tail}`, { cause: err });
+    }
+  }
+
+  /** Writes a readable to a file; resolves when the file is complete and closed. */
+  public static async pipeStreamToFile(readable: NodeJS.ReadableStream, filePath: string): Promise<void> {
+    await plugins.fs.promises.mkdir(plugins.path.dirname(filePath), { recursive: true });
+    await plugins.stream.promises.pipeline(readable, plugins.fs.createWriteStream(filePath));
+  }
+}

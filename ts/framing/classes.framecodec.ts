@@ -1,0 +1,283 @@
+import { IpcError } from '../smartipc.errors.js';
+import { WRITE_COPY_THRESHOLD_BYTES, WRITE_SLAB_BYTES } from '../smartipc.defaults.js';
+import {
+  FLAG_ENCODING_MASK,
+  FLAG_HAS_HEADERS,
+  FLAG_KNOWN_BITS,
+  FRAME_FIXED_HEADER_BYTES,
+  FRAME_KIND_MAX,
+  FRAME_MAX_TYPE_BYTES,
+  FRAME_PREFIX_BYTES,
+  type IFrame,
+  type IOutgoingFrame,
+} from '../interfaces/wire.js';
+
+/**
+ * Encodes frames into a reusable slab so that many small frames become one contiguous write.
+ * Payloads at or above WRITE_COPY_THRESHOLD_BYTES are not copied: they are queued by reference.
+ * Pure: it knows nothing about sockets; `take()` hands over what was encoded so far.
+ */
+export class FrameEncoder {
+  private slab: Buffer = Buffer.allocUnsafeSlow(WRITE_SLAB_BYTES);
+  /** Start of the bytes not yet taken, and the write position, inside `slab`. */
+  private start = 0;
+  private offset = 0;
+  /** Completed segments (slab views and by-reference payloads) in wire order. */
+  private segments: Buffer[] = [];
+  private segmentBytes = 0;
+
+  /** Bytes encoded and not yet taken. */
+  public get pendingBytes(): number {
+    return this.segmentBytes + (this.offset - this.start);
+  }
+
+  /**
+   * Appends one frame and returns its size on the wire. Throws MESSAGE_TOO_LARGE (and encodes
+   * nothing) when the frame would exceed `maxFrameBytes`, the receiver's limit.
+   */
+  public append(frame: IOutgoingFrame, maxFrameBytes: number): number {
+    const typeBytes = frame.type.length === 0 ? 0 : Buffer.byteLength(frame.type, 'utf8');
+    if (typeBytes > FRAME_MAX_TYPE_BYTES) {
+      throw new IpcError('PROTOCOL_ERROR', `type "${frame.type.slice(0, 64)}..." is longer than ${FRAME_MAX_TYPE_BYTES} bytes`);
+    }
+    const headersJson = frame.headers === undefined ? undefined : JSON.stringify(frame.headers);
+    const headersBytes = headersJson === undefined ? 0 : Buffer.byteLength(headersJson, 'utf8');
+    const headerLength = FRAME_PREFIX_BYTES + FRAME_FIXED_HEADER_BYTES + typeBytes + (headersJson === undefined ? 0 : 4 + headersBytes);
+    const payload = frame.payload;
+
+    // A string payload's UTF-8 size is at most 3 bytes per UTF-16 unit: if that fits, write in place.
+    if (typeof payload === 'string' && payload.length * 3 + headerLength <= WRITE_SLAB_BYTES) {
+      this.reserve(headerLength + payload.length * 3);
+      const payloadStart = this.offset + headerLength;
+      const payloadBytes = payload.length === 0 ? 0 : this.slab.write(payload, payloadStart, 'utf8');
+      const frameLength = headerLength - FRAME_PREFIX_BYTES + payloadBytes;
+      this.checkSize(frameLength, maxFrameBytes, frame.type);
+      this.writeHeader(frame, frameLength, typeBytes, headersJson, headersBytes);
+      this.offset = payloadStart + payloadBytes;
+      return frameLength + FRAME_PREFIX_BYTES;
+    }
+
+    const payloadBuffer = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
+    const payloadBytes = payloadBuffer === undefined ? 0 : payloadBuffer.length;
+    const frameLength = headerLength - FRAME_PREFIX_BYTES + payloadBytes;
+    this.checkSize(frameLength, maxFrameBytes, frame.type);
+
+    if (payloadBytes < WRITE_COPY_THRESHOLD_BYTES) {
+      this.reserve(headerLength + payloadBytes);
+      this.writeHeader(frame, frameLength, typeBytes, headersJson, headersBytes);
+      this.offset += headerLength;
+      if (payloadBuffer !== undefined && payloadBytes > 0) {
+        payloadBuffer.copy(this.slab, this.offset);
+        this.offset += payloadBytes;
+      }
+    } else {
+      this.reserve(headerLength);
+      this.writeHeader(frame, frameLength, typeBytes, headersJson, headersBytes);
+      this.offset += headerLength;
+      this.cutSegment();
+      this.segments.push(payloadBuffer!);
+      this.segmentBytes += payloadBytes;
+    }
+    return frameLength + FRAME_PREFIX_BYTES;
+  }
+
+  /** Hands over everything encoded since the last take, in order. The slab is never rewritten under a taken view. */
+  public take(): Buffer[] {
+    this.cutSegment();
+    const segments = this.segments;
+    this.segments = [];
+    this.segmentBytes = 0;
+    return segments;
+  }
+
+  private checkSize(frameLength: number, maxFrameBytes: number, type: string): void {
+    if (frameLength > maxFrameBytes) {
+      throw new IpcError(
+        'MESSAGE_TOO_LARGE',
+        `frame "${type}" is ${frameLength} bytes, over the receiver's maxMessageSize of ${maxFrameBytes} bytes`,
+      );
+    }
+  }
+
+  private writeHeader(frame: IOutgoingFrame, frameLength: number, typeBytes: number, headersJson: string | undefined, headersBytes: number): void {
+    const buf = this.slab;
+    let o = this.offset;
+    buf.writeUInt32BE(frameLength, o);
+    buf[o + 4] = frame.kind;
+    buf[o + 5] = (frame.encoding & FLAG_ENCODING_MASK) | (headersJson === undefined ? 0 : FLAG_HAS_HEADERS);
+    buf.writeUInt32BE(frame.id >>> 0, o + 6);
+    buf.writeUInt16BE(typeBytes, o + 10);
+    o += 12;
+    if (typeBytes > 0) o += buf.write(frame.type, o, 'utf8');
+    if (headersJson !== undefined) {
+      buf.writeUInt32BE(headersBytes, o);
+      buf.write(headersJson, o + 4, 'utf8');
+    }
+  }
+
+  /** Makes sure `bytes` fit after `offset`, moving to a fresh slab (or a one-off buffer) if not. */
+  private reserve(bytes: number): void {
+    if (this.offset + bytes <= this.slab.length) return;
+    this.cutSegment();
+    this.slab = Buffer.allocUnsafeSlow(Math.max(WRITE_SLAB_BYTES, bytes));
+    this.start = 0;
+    this.offset = 0;
+  }
+
+  private cutSegment(): void {
+    if (this.offset > this.start) {
+      this.segments.push(this.slab.subarray(this.start, this.offset));
+      this.segmentBytes += this.offset - this.start;
+      this.start = this.offset;
+    }
+  }
+}
+
+/** Encodes a single frame into one Buffer (tests and one-off writes; the transport batches with FrameEncoder). */
+export function encodeFrame(frame: IOutgoingFrame, maxFrameBytes = Infinity): Buffer {
+  const encoder = new FrameEncoder();
+  encoder.append(frame, maxFrameBytes);
+  const segments = encoder.take();
+  return segments.length === 1 ? segments[0] : Buffer.concat(segments);
+}
+
+export interface IFrameDecoderSink {
+  onFrame(frame: IFrame): void;
+  /** The stream is unusable after this: the decoder ignores all further input. */
+  onFrameError(error: IpcError): void;
+}
+
+/**
+ * Turns a byte stream into frames, whatever the chunk boundaries. Frames wholly inside a chunk are
+ * views into it (no copy); a frame that spans chunks is assembled once, when its last byte arrives.
+ * The length prefix is checked against `maxFrameBytes` before a byte of the frame is buffered.
+ */
+export class FrameDecoder {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** Total size (prefix included) of the frame being assembled, or -1 until its prefix is known. */
+  private needed = -1;
+  private failed = false;
+
+  constructor(private readonly maxFrameBytes: number, private readonly sink: IFrameDecoderSink) {}
+
+  /** Bytes held for an incomplete frame. */
+  public get bufferedBytes(): number {
+    return this.pendingBytes;
+  }
+
+  public push(chunk: Buffer): void {
+    if (this.failed || chunk.length === 0) return;
+    if (this.pendingBytes === 0) {
+      this.parse(chunk);
+      return;
+    }
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.needed < 0) {
+      if (this.pendingBytes < FRAME_PREFIX_BYTES) return;
+      const length = this.peekPrefix();
+      if (!this.acceptLength(length)) return;
+      this.needed = FRAME_PREFIX_BYTES + length;
+    }
+    if (this.pendingBytes < this.needed) return;
+    const joined = Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.needed = -1;
+    this.parse(joined);
+  }
+
+  /** Parses every whole frame in `buf`, keeping the tail for later. */
+  private parse(buf: Buffer): void {
+    let offset = 0;
+    const end = buf.length;
+    while (!this.failed) {
+      if (end - offset < FRAME_PREFIX_BYTES) break;
+      const length = buf.readUInt32BE(offset);
+      if (!this.acceptLength(length)) return;
+      const frameEnd = offset + FRAME_PREFIX_BYTES + length;
+      if (frameEnd > end) {
+        this.needed = FRAME_PREFIX_BYTES + length;
+        break;
+      }
+      const frame = this.decodeFrame(buf, offset + FRAME_PREFIX_BYTES, frameEnd);
+      offset = frameEnd;
+      if (frame === undefined) return;
+      this.sink.onFrame(frame);
+    }
+    if (!this.failed && offset < end) {
+      this.pending.push(offset === 0 ? buf : buf.subarray(offset));
+      this.pendingBytes = end - offset;
+    }
+  }
+
+  private peekPrefix(): number {
+    const first = this.pending[0];
+    if (first.length >= FRAME_PREFIX_BYTES) return first.readUInt32BE(0);
+    const prefix = Buffer.alloc(FRAME_PREFIX_BYTES);
+    let filled = 0;
+    for (const chunk of this.pending) {
+      filled += chunk.copy(prefix, filled, 0, Math.min(chunk.length, FRAME_PREFIX_BYTES - filled));
+      if (filled === FRAME_PREFIX_BYTES) break;
+    }
+    return prefix.readUInt32BE(0);
+  }
+
+  private acceptLength(length: number): boolean {
+    if (length > this.maxFrameBytes) {
+      this.fail(new IpcError('MESSAGE_TOO_LARGE', `incoming frame announces ${length} bytes, over maxMessageSize of ${this.maxFrameBytes} bytes`));
+      return false;
+    }
+    if (length < FRAME_FIXED_HEADER_BYTES) {
+      this.fail(new IpcError('PROTOCOL_ERROR', `incoming frame announces ${length} bytes, shorter than the ${FRAME_FIXED_HEADER_BYTES}-byte header`));
+      return false;
+    }
+    return true;
+  }
+
+  private decodeFrame(buf: Buffer, start: number, end: number): IFrame | undefined {
+    const kind = buf[start];
+    const flags = buf[start + 1];
+    if (kind === 0 || kind > FRAME_KIND_MAX || (flags & ~FLAG_KNOWN_BITS) !== 0) {
+      this.fail(new IpcError('PROTOCOL_ERROR', `invalid frame header (kind ${kind}, flags ${flags})`));
+      return undefined;
+    }
+    const id = buf.readUInt32BE(start + 2);
+    const typeBytes = buf.readUInt16BE(start + 6);
+    let o = start + FRAME_FIXED_HEADER_BYTES;
+    if (o + typeBytes > end) {
+      this.fail(new IpcError('PROTOCOL_ERROR', `frame type length ${typeBytes} runs past the frame end`));
+      return undefined;
+    }
+    const type = typeBytes === 0 ? '' : buf.toString('utf8', o, o + typeBytes);
+    o += typeBytes;
+    let headers: Record<string, unknown> | undefined;
+    if ((flags & FLAG_HAS_HEADERS) !== 0) {
+      if (o + 4 > end || o + 4 + buf.readUInt32BE(o) > end) {
+        this.fail(new IpcError('PROTOCOL_ERROR', 'frame headers run past the frame end'));
+        return undefined;
+      }
+      const headersBytes = buf.readUInt32BE(o);
+      try {
+        const parsed: unknown = JSON.parse(buf.toString('utf8', o + 4, o + 4 + headersBytes));
+        if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new TypeError('headers are not an object');
+        headers = parsed as Record<string, unknown>;
+      } catch (err) {
+        this.fail(new IpcError('PROTOCOL_ERROR', `frame headers are not a JSON object: ${(err as Error).message}`, { cause: err }));
+        return undefined;
+      }
+      o += 4 + headersBytes;
+    }
+    const frame: IFrame = { kind, flags, id, type, payload: buf.subarray(o, end) };
+    if (headers !== undefined) frame.headers = headers;
+    return frame;
+  }
+
+  private fail(error: IpcError): void {
+    this.failed = true;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.sink.onFrameError(error);
+  }
+}

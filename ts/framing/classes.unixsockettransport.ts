@@ -1,0 +1,73 @@
+import * as plugins from '../plugins.js';
+import { IpcError } from '../smartipc.errors.js';
+import { IpcTransport, type IIpcListener, type ITransportLimits } from './classes.transport.js';
+import { bindServer, closeServer, probeSocketPath } from './listen.js';
+import { debug } from '../smartipc.log.js';
+
+export interface IUnixSocketOptions {
+  socketPath: string;
+  autoCleanupSocketFile?: boolean;
+  socketMode?: number;
+}
+
+/** A Unix domain socket: owns its socket file (stale-file cleanup, mode, removal on close). */
+export class UnixSocketTransport extends IpcTransport {
+  constructor(limits: ITransportLimits, protected readonly options: IUnixSocketOptions) {
+    super(limits);
+  }
+
+  public describe(): string {
+    return this.options.socketPath;
+  }
+
+  protected dial(): plugins.net.Socket {
+    return plugins.net.createConnection({ path: this.options.socketPath });
+  }
+
+  public forAccepted(socket: plugins.net.Socket): IpcTransport {
+    const transport = new UnixSocketTransport(this.limits, this.options);
+    transport.attach(socket);
+    return transport;
+  }
+
+  public async listen(onSocket: (socket: plugins.net.Socket) => void): Promise<IIpcListener> {
+    const socketPath = this.options.socketPath;
+    await this.clearStaleFile();
+    const server = plugins.net.createServer(onSocket);
+    await bindServer(server, { path: socketPath }, socketPath);
+    const created = plugins.fs.statSync(socketPath, { throwIfNoEntry: false });
+    if (this.options.socketMode !== undefined) {
+      plugins.fs.chmodSync(socketPath, this.options.socketMode);
+    }
+    return {
+      address: () => ({ socketPath }),
+      close: async () => {
+        await closeServer(server);
+        // Remove the file only if it is still the one we bound (a successor may own the path now).
+        const now = plugins.fs.statSync(socketPath, { throwIfNoEntry: false });
+        if (now && created && now.ino === created.ino) {
+          try {
+            plugins.fs.unlinkSync(socketPath);
+          } catch {
+            // already gone
+          }
+        }
+      },
+    };
+  }
+
+  private async clearStaleFile(): Promise<void> {
+    const socketPath = this.options.socketPath;
+    if (!plugins.fs.existsSync(socketPath)) return;
+    const state = await probeSocketPath(socketPath);
+    if (state === 'live') {
+      throw new IpcError('ADDRESS_IN_USE', `a live server already answers on ${socketPath}`);
+    }
+    if (state === 'absent') return;
+    if (!this.options.autoCleanupSocketFile) {
+      throw new IpcError('ADDRESS_IN_USE', `${socketPath} exists but no server answers on it; pass autoCleanupSocketFile: true to remove a stale socket file`);
+    }
+    debug('removing stale socket file %s', socketPath);
+    plugins.fs.unlinkSync(socketPath);
+  }
+}

@@ -1,0 +1,60 @@
+import type { IpcError } from '../smartipc.errors.js';
+
+/** Counters kept by a server (all its connections) or a client (its one connection). */
+export interface IIpcMetrics {
+  messagesSent: number;
+  messagesReceived: number;
+  bytesSent: number;
+  bytesReceived: number;
+  /** Server: requests received and not yet answered. Client: requests sent and not yet settled. */
+  requestsInFlight: number;
+  /** Protocol faults, handler failures and transport errors. */
+  errors: number;
+}
+
+/** What a message handler learns beside the data. */
+export interface IMessageContext {
+  /** The message type. */
+  type: string;
+  /** The headers the sender passed with a request. */
+  headers?: Record<string, unknown>;
+  /** True when the sender awaits the return value. */
+  isRequest: boolean;
+}
+
+/**
+ * One handler serves fire-and-forget messages and requests: for a request its return value (or
+ * resolved promise) is the response, and a throw rejects the caller with HANDLER_ERROR.
+ * `peerId` is the sender's clientId on a server, the server's id on a client.
+ */
+export type TMessageHandler<TReq = any, TRes = any> = (data: TReq, peerId: string, context: IMessageContext) => TRes | Promise<TRes> | void;
+
+export interface IIpcChannelEvents {
+  connect: [];
+  disconnect: [reason: IpcError];
+  heartbeatTimeout: [peerId: string];
+  error: [error: IpcError];
+  messageError: [error: IpcError];
+}
+
+export interface IIpcServerEvents {
+  start: [];
+  ready: [];
+  stop: [];
+  clientConnect: [clientId: string, metadata: Record<string, unknown>];
+  clientDisconnect: [clientId: string, reason: IpcError];
+  heartbeatTimeout: [clientId: string];
+  /** A peer sent bytes that are not a valid frame; that peer was dropped, the server goes on. */
+  messageError: [error: IpcError, clientId: string | undefined];
+  error: [error: IpcError, clientId?: string];
+}
+
+export interface IIpcClientEvents {
+  connect: [];
+  disconnect: [reason: IpcError];
+  reconnecting: [attempt: number, delayMs: number];
+  heartbeatTimeout: [error: IpcError];
+  error: [error: IpcError];
+  /** The client found no server for its socket and now hosts the endpoint itself. */
+  role: [role: 'server'];
+}

@@ -1,0 +1,150 @@
+import type * as tls from 'node:tls';
+import type { TSerialization } from './wire.js';
+
+/** A Unix domain socket (Linux, macOS) or, on Windows, a named pipe. */
+export interface ISocketPathEndpoint {
+  /** Path of the socket file. On Windows `\\.\pipe\NAME` is used as is; any other path is mapped to a pipe name. */
+  socketPath: string;
+  host?: undefined;
+  port?: undefined;
+  tls?: undefined;
+}
+
+/** TCP, optionally TLS. */
+export interface ITcpEndpoint {
+  socketPath?: undefined;
+  /** @default '127.0.0.1' for a client, all interfaces ('::' or '0.0.0.0') for a server */
+  host?: string;
+  /** 0 lets the server pick a free port; read it back with `getAddress()`. */
+  port: number;
+  /**
+   * Turns TCP into TLS (node:tls). A server passes `cert` and `key`; a client passes `ca` (and
+   * `servername` when it differs from `host`). Certificates are verified as node:tls does by default.
+   */
+  tls?: tls.SecureContextOptions & { servername?: string; rejectUnauthorized?: boolean; requestCert?: boolean };
+}
+
+export type TEndpoint = ISocketPathEndpoint | ITcpEndpoint;
+
+/** Where a server is bound: `socketPath` for sockets and pipes, `host` and `port` for TCP. */
+export type TAddress = { socketPath: string } | { host: string; port: number };
+
+/** Options shared by servers, clients and channels. */
+export interface IIpcCommonOptions {
+  /** The service's name: a client must use its server's id. */
+  id: string;
+  /** Largest frame this side accepts, in bytes. The peer learns it at the handshake. @default 8 MiB */
+  maxMessageSize?: number;
+  /** 'advanced' uses node:v8 structured clone (Buffer, Date, Map, Set, BigInt...); both ends must agree. @default 'json' */
+  serialization?: TSerialization;
+  /** Send pings and watch for the peer's answers. @default true */
+  heartbeat?: boolean;
+  /** Milliseconds between pings. @default 5000 */
+  heartbeatInterval?: number;
+  /** Silence from the peer longer than this (ms) is a heartbeat timeout. @default 15000 */
+  heartbeatTimeout?: number;
+  /** Extra milliseconds after connecting before silence counts. @default 5000 */
+  heartbeatInitialGracePeriodMs?: number;
+  /** true: a heartbeat timeout is also emitted as an `error` event. false: only `heartbeatTimeout`. Either way the connection is dropped. @default false */
+  heartbeatThrowOnTimeout?: boolean;
+}
+
+export type IIpcServerOptions = IIpcCommonOptions & TEndpoint & {
+  /** Remove a stale socket file left by a dead server (never one a live server answers on). @default false */
+  autoCleanupSocketFile?: boolean;
+  /** File mode of the Unix socket, e.g. 0o600. @default left to the umask */
+  socketMode?: number;
+  /** Connections beyond this are refused with TOO_MANY_CLIENTS. @default Infinity */
+  maxClients?: number;
+  /** Open streams per connection. @default 32 */
+  maxConcurrentStreams?: number;
+  /** Time a new connection has to complete its handshake (ms). @default 5000 */
+  registerTimeoutMs?: number;
+};
+
+export interface IConnectRetryOptions {
+  /** @default false */
+  enabled?: boolean;
+  /** @default 100 */
+  initialDelay?: number;
+  /** @default 1500 */
+  maxDelay?: number;
+  /** @default 10 */
+  maxAttempts?: number;
+  /** @default 15000 */
+  totalTimeout?: number;
+}
+
+export interface IReconnectOptions {
+  /** @default true */
+  enabled?: boolean;
+  /** @default 100 */
+  initialDelay?: number;
+  /** @default 5000 */
+  maxDelay?: number;
+  /** @default Infinity */
+  maxAttempts?: number;
+}
+
+export interface IOutboxOptions {
+  /** Messages and requests held while reconnecting. @default 1000 */
+  maxMessages?: number;
+  /** Bytes held while reconnecting (payload size as encoded). @default 16 MiB */
+  maxBytes?: number;
+}
+
+export type IIpcClientOptions = IIpcCommonOptions & TEndpoint & {
+  /** @default a random id */
+  clientId?: string;
+  /** Sent to the server at the handshake; see `server.getClientInfo()`. */
+  metadata?: Record<string, unknown>;
+  /** Never host the endpoint itself; fail with SERVER_UNAVAILABLE. Env SMARTIPC_CLIENT_ONLY=1 forces true. @default false */
+  clientOnly?: boolean;
+  /** Retries of the first connect. */
+  connectRetry?: IConnectRetryOptions;
+  /** Reconnection after a drop. */
+  reconnect?: IReconnectOptions;
+  /** Bound of what waits while reconnecting. */
+  outbox?: IOutboxOptions;
+  /** Time for the server to answer the handshake (ms). @default 5000 */
+  registerTimeoutMs?: number;
+  /** Default timeout of `request` (ms). @default 30000 */
+  requestTimeout?: number;
+};
+
+export interface IRequestOptions {
+  /** Milliseconds before the request rejects with TIMEOUT. @default the client's requestTimeout (30000) */
+  timeout?: number;
+  /** Aborting rejects the request with ABORTED. */
+  signal?: AbortSignal;
+  /** Small JSON object delivered to the handler beside the data. */
+  headers?: Record<string, unknown>;
+}
+
+export interface IServerStartOptions {
+  /** 'listening': resolve once bound. 'accepting': also prove a connection is accepted. @default 'accepting' */
+  readyWhen?: 'listening' | 'accepting';
+}
+
+export interface IServerStopOptions {
+  /** How long in-flight handlers may take before connections are closed (ms). @default 5000 */
+  graceMs?: number;
+}
+
+export interface IClientConnectOptions {
+  /** Keep trying until a server answers, up to waitTimeout. @default false */
+  waitForReady?: boolean;
+  /** @default 10000 */
+  waitTimeout?: number;
+}
+
+export type IIpcChannelOptions = IIpcCommonOptions & TEndpoint & {
+  /** 'auto': whichever process starts first listens, the other connects. @default 'auto' */
+  role?: 'auto' | 'server' | 'client';
+  /** @default 30000 */
+  requestTimeout?: number;
+  /** @default 5000 */
+  registerTimeoutMs?: number;
+  autoCleanupSocketFile?: boolean;
+  socketMode?: number;
+};

@@ -1,0 +1,18 @@
+// Every import the library uses, in one place: node built-ins first, then @push.rocks.
+import * as crypto from 'node:crypto';
+import * as events from 'node:events';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as stream from 'node:stream';
+import * as tls from 'node:tls';
+import * as util from 'node:util';
+import * as v8 from 'node:v8';
+import * as childProcess from 'node:child_process';
+
+export { crypto, events, fs, net, os, path, stream, tls, util, v8, childProcess };
+
+import * as smartpromise from '@push.rocks/smartpromise';
+
+export { smartpromise };

@@ -1,0 +1,335 @@
+import * as plugins from '../plugins.js';
+import { IpcError } from '../smartipc.errors.js';
+import { PROTOCOL_VERSION } from '../smartipc.defaults.js';
+import { EFrameKind, type IHelloPayload, type IWelcomePayload } from '../interfaces/wire.js';
+import type { IIpcServerOptions, IRequestOptions, IServerStartOptions, IServerStopOptions, TAddress } from '../interfaces/options.js';
+import type { IIpcMetrics, IIpcServerEvents, IMessageContext, TMessageHandler } from '../interfaces/events.js';
+import { createTransport } from '../framing/transport.factory.js';
+import type { IIpcListener, IpcTransport, ITransportHandler } from '../framing/classes.transport.js';
+import { IpcChannel } from '../channel/classes.ipcchannel.js';
+import { awaitHello, rejectHello, sendJsonFrame } from '../channel/handshake.js';
+import { encodePayload } from '../channel/serializer.js';
+import { emptyMetrics, resolveServer, type IResolvedServer } from '../smartipc.options.js';
+import { connectProbe } from './readiness.js';
+import { debug } from '../smartipc.log.js';
+
+export interface IClientInfo {
+  clientId: string;
+  connectedAt: number;
+  lastActivity: number;
+  metadata: Record<string, unknown>;
+}
+
+export interface IIpcServerStats {
+  isRunning: boolean;
+  connectedClients: number;
+  totalConnections: number;
+  /** Milliseconds since start, 0 when stopped. */
+  uptime: number;
+  metrics: IIpcMetrics;
+}
+
+interface IClientEntry {
+  channel: IpcChannel;
+  metadata: Record<string, unknown>;
+}
+
+type TServerState = 'stopped' | 'starting' | 'running' | 'stopping';
+
+/**
+ * Accepts many clients on one endpoint. Each connection gets its own IpcChannel after the
+ * handshake; handlers and counters are shared by all of them. A newer connection with a clientId
+ * already in use replaces the older one (the older is closed): that is what a reconnecting client
+ * whose old connection the server has not yet seen die looks like.
+ */
+export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
+  public readonly options: IResolvedServer;
+  private readonly handlers = new Map<string, TMessageHandler>();
+  private readonly metrics: IIpcMetrics = emptyMetrics();
+  private readonly clients = new Map<string, IClientEntry>();
+  private readonly handshaking = new Set<IpcTransport>();
+  private readonly medium: IpcTransport;
+  private listener?: IIpcListener;
+  private state: TServerState = 'stopped';
+  private ready = false;
+  private startedAt = 0;
+  private totalConnections = 0;
+
+  constructor(options: IIpcServerOptions) {
+    super();
+    this.options = resolveServer(options);
+    this.medium = createTransport(this.options.endpoint, this.limits(), {
+      autoCleanupSocketFile: this.options.autoCleanupSocketFile,
+      socketMode: this.options.socketMode,
+    });
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------------
+
+  /** Binds the endpoint. With readyWhen 'accepting' (default) it also proves a connection is accepted. */
+  public async start(options: IServerStartOptions = {}): Promise<void> {
+    if (this.state !== 'stopped') throw new IpcError('ADDRESS_IN_USE', `server "${this.options.id}" is already ${this.state}`);
+    this.state = 'starting';
+    try {
+      this.listener = await this.medium.listen((socket) => this.accept(socket));
+    } catch (err) {
+      this.state = 'stopped';
+      throw err;
+    }
+    this.state = 'running';
+    this.startedAt = Date.now();
+    debug('server %s listening on %s', this.options.id, this.medium.describe());
+    this.emit('start');
+    if ((options.readyWhen ?? 'accepting') === 'accepting') {
+      try {
+        await connectProbe(this.listener.address(), this.medium.describe());
+      } catch (err) {
+        await this.stop({ graceMs: 0 });
+        throw err;
+      }
+    }
+    this.ready = true;
+    this.emit('ready');
+  }
+
+  /**
+   * Stops accepting, lets running handlers finish (up to graceMs), tells every client why it is
+   * closed, and removes the socket file.
+   */
+  public async stop(options: IServerStopOptions = {}): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'stopping') return;
+    this.state = 'stopping';
+    this.ready = false;
+    const graceMs = options.graceMs ?? 5_000;
+    await this.listener?.close();
+    this.listener = undefined;
+    for (const transport of this.handshaking) transport.destroy(new IpcError('CONNECTION_LOST', 'server stopping'));
+    const channels = [...this.clients.values()].map((entry) => entry.channel);
+    if (graceMs > 0 && channels.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(channels.map((channel) => channel.whenIdle())),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, graceMs);
+          timer.unref();
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    await Promise.all(channels.map((channel) => this.closeChannel(channel, 'server stopping')));
+    this.state = 'stopped';
+    this.startedAt = 0;
+    this.emit('stop');
+  }
+
+  // ---- handlers and sending --------------------------------------------------------------------
+
+  /** One handler per type serves messages and requests; for a request its return value is the answer. */
+  public onMessage<TReq = any, TRes = any>(type: string, handler: (data: TReq, clientId: string, context: IMessageContext) => TRes | Promise<TRes> | void): this {
+    this.handlers.set(type, handler as TMessageHandler);
+    return this;
+  }
+
+  public offMessage(type: string): this {
+    this.handlers.delete(type);
+    return this;
+  }
+
+  public sendToClient(clientId: string, type: string, data?: unknown): Promise<void> {
+    const entry = this.clients.get(clientId);
+    if (!entry) return Promise.reject(this.clientNotFound(clientId));
+    return entry.channel.sendMessage(type, data);
+  }
+
+  public requestClient<TReq = unknown, TRes = unknown>(clientId: string, type: string, data?: TReq, options?: IRequestOptions): Promise<TRes> {
+    const entry = this.clients.get(clientId);
+    if (!entry) return Promise.reject(this.clientNotFound(clientId));
+    return entry.channel.request<TRes>(type, data, options);
+  }
+
+  /** Sends to every connected client; the payload is encoded once. Resolves when all are queued. */
+  public broadcast(type: string, data?: unknown): Promise<void> {
+    return this.broadcastTo([...this.clients.keys()], type, data);
+  }
+
+  /** Sends to the named clients. Rejects with CLIENT_NOT_FOUND naming any that are not connected (the others still get it). */
+  public async broadcastTo(clientIds: string[], type: string, data?: unknown): Promise<void> {
+    const encoded = encodePayload(data, this.options.serialization, `broadcast "${type}"`);
+    const missing: string[] = [];
+    const sends: Promise<void>[] = [];
+    for (const clientId of clientIds) {
+      const entry = this.clients.get(clientId);
+      if (entry) sends.push(entry.channel.sendEncoded(EFrameKind.Message, type, encoded));
+      else missing.push(clientId);
+    }
+    await Promise.all(sends);
+    if (missing.length > 0) throw this.clientNotFound(missing.join(', '));
+  }
+
+  // ---- introspection ---------------------------------------------------------------------------
+
+  public getIsReady(): boolean {
+    return this.ready;
+  }
+
+  public getIsRunning(): boolean {
+    return this.state === 'running';
+  }
+
+  /** The bound address: `{ socketPath }` or `{ host, port }` (the real port when started with port 0). */
+  public getAddress(): TAddress | undefined {
+    return this.listener?.address();
+  }
+
+  public getClientIds(): string[] {
+    return [...this.clients.keys()];
+  }
+
+  public getClientInfo(clientId: string): IClientInfo | undefined {
+    const entry = this.clients.get(clientId);
+    if (!entry) return undefined;
+    return { clientId, connectedAt: entry.channel.connectedAt, lastActivity: entry.channel.lastActivity, metadata: entry.metadata };
+  }
+
+  public getStats(): IIpcServerStats {
+    let requestsInFlight = 0;
+    for (const entry of this.clients.values()) requestsInFlight += entry.channel.requestsInFlight;
+    return {
+      isRunning: this.state === 'running',
+      connectedClients: this.clients.size,
+      totalConnections: this.totalConnections,
+      uptime: this.startedAt ? Date.now() - this.startedAt : 0,
+      metrics: { ...this.metrics, requestsInFlight },
+    };
+  }
+
+  // ---- connections -----------------------------------------------------------------------------
+
+  private limits() {
+    return { maxMessageSize: this.options.maxMessageSize };
+  }
+
+  private accept(socket: plugins.net.Socket): void {
+    if (this.state !== 'running') {
+      socket.destroy();
+      return;
+    }
+    this.totalConnections++;
+    const transport = this.medium.forAccepted(socket);
+    transport.counters = this.metrics;
+    this.handshaking.add(transport);
+    awaitHello(transport, this.options.registerTimeoutMs).then(
+      ({ hello, gate }) => {
+        this.handshaking.delete(transport);
+        if (hello.probe && (hello.serverId === '' || hello.serverId === this.options.id)) {
+          this.answerProbe(transport);
+          return;
+        }
+        const refusal = this.checkHello(hello);
+        if (refusal) {
+          debug('refusing %s: %s', hello.clientId, refusal.message);
+          rejectHello(transport, refusal);
+          return;
+        }
+        this.admit(transport, hello, (handler) => gate.handOver(handler));
+      },
+      (err: IpcError) => {
+        this.handshaking.delete(transport);
+        transport.destroy(err);
+        if (err.code === 'PROTOCOL_ERROR' || err.code === 'MESSAGE_TOO_LARGE') {
+          this.metrics.errors++;
+          this.emit('messageError', err, undefined);
+        } else {
+          // probes (readiness checks, port scanners) and peers that never spoke
+          debug('connection closed before its handshake: %s', err.message);
+        }
+      },
+    );
+  }
+
+  private welcomeFor(clientId: string): IWelcomePayload {
+    return {
+      serverId: this.options.id,
+      clientId,
+      protocolVersion: PROTOCOL_VERSION,
+      serialization: this.options.serialization,
+      maxMessageSize: this.options.maxMessageSize,
+    };
+  }
+
+  private answerProbe(transport: IpcTransport): void {
+    sendJsonFrame(transport, EFrameKind.Welcome, this.welcomeFor(''));
+    transport.end();
+  }
+
+  private checkHello(hello: IHelloPayload): IpcError | undefined {
+    if (hello.serverId !== this.options.id) {
+      return new IpcError('ID_MISMATCH', `this server is "${this.options.id}", the client asked for "${hello.serverId}"`);
+    }
+    if (hello.protocolVersion !== PROTOCOL_VERSION) {
+      return new IpcError('PROTOCOL_ERROR', `protocol version mismatch: client speaks ${hello.protocolVersion}, server speaks ${PROTOCOL_VERSION}`);
+    }
+    if (hello.serialization !== this.options.serialization) {
+      return new IpcError('PROTOCOL_ERROR', `serialization mismatch: client uses '${hello.serialization}', server uses '${this.options.serialization}'`);
+    }
+    if (typeof hello.maxMessageSize !== 'number' || hello.maxMessageSize <= 0) {
+      return new IpcError('PROTOCOL_ERROR', 'handshake without a valid maxMessageSize');
+    }
+    const replacing = this.clients.has(hello.clientId) ? 1 : 0;
+    if (this.clients.size - replacing >= this.options.maxClients) {
+      return new IpcError('TOO_MANY_CLIENTS', `server "${this.options.id}" already serves its maximum of ${this.options.maxClients} clients`);
+    }
+    return undefined;
+  }
+
+  private admit(transport: IpcTransport, hello: IHelloPayload, handOver: (handler: ITransportHandler) => void): void {
+    const clientId = hello.clientId;
+    const previous = this.clients.get(clientId);
+    if (previous) {
+      debug('client %s reconnected; closing its previous connection', clientId);
+      previous.channel.destroy(new IpcError('CONNECTION_LOST', `replaced by a newer connection with clientId "${clientId}"`));
+    }
+    transport.peerMaxMessageSize = hello.maxMessageSize;
+    sendJsonFrame(transport, EFrameKind.Welcome, this.welcomeFor(clientId));
+    const channel = new IpcChannel({
+      serialization: this.options.serialization,
+      requestTimeoutMs: 30_000,
+      heartbeat: this.options.heartbeat,
+      handlers: this.handlers,
+      metrics: this.metrics,
+      outbox: { maxMessages: 0, maxBytes: 0 },
+    });
+    this.clients.set(clientId, { channel, metadata: hello.metadata });
+    channel.on('disconnect', (reason) => {
+      if (this.clients.get(clientId)?.channel === channel) this.clients.delete(clientId);
+      this.emit('clientDisconnect', clientId, reason);
+    });
+    channel.on('heartbeatTimeout', () => {
+      this.emit('heartbeatTimeout', clientId);
+      if (this.options.heartbeatThrowOnTimeout) this.emitError(new IpcError('TIMEOUT', `heartbeat timeout for client "${clientId}"`), clientId);
+    });
+    channel.on('messageError', (error) => this.emit('messageError', error, clientId));
+    channel.on('error', (error) => this.emitError(error, clientId));
+    channel.attach(transport, clientId, handOver);
+    this.emit('clientConnect', clientId, hello.metadata);
+  }
+
+  private closeChannel(channel: IpcChannel, reason: string): Promise<void> {
+    if (!channel.isConnected) return Promise.resolve();
+    return new Promise((resolve) => {
+      channel.once('disconnect', () => resolve());
+      channel.close(reason);
+    });
+  }
+
+  /** 'error' without a listener would throw inside a socket callback and crash the process. */
+  private emitError(error: IpcError, clientId?: string): void {
+    this.metrics.errors++;
+    if (this.listenerCount('error') > 0) this.emit('error', error, clientId);
+    else debug('unhandled server error (%s): %s', clientId ?? '-', error.message);
+  }
+
+  private clientNotFound(clientId: string): IpcError {
+    return new IpcError('CLIENT_NOT_FOUND', `no connected client "${clientId}" on server "${this.options.id}"`);
+  }
+}

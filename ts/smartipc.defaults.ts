@@ -1,0 +1,51 @@
+// Every default and bound of the library, in one place. Units are in the names.
+
+/** Wire protocol version sent in the handshake; both ends must speak the same one. */
+export const PROTOCOL_VERSION = 1;
+
+export const DEFAULT_MAX_MESSAGE_SIZE_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_SERIALIZATION = 'json' as const;
+
+export const DEFAULT_HEARTBEAT_ENABLED = true;
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
+export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 15_000;
+export const DEFAULT_HEARTBEAT_INITIAL_GRACE_MS = 5_000;
+export const DEFAULT_HEARTBEAT_THROW_ON_TIMEOUT = false;
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+export const DEFAULT_REGISTER_TIMEOUT_MS = 5_000;
+export const DEFAULT_STOP_GRACE_MS = 5_000;
+export const DEFAULT_MAX_CLIENTS = Infinity;
+export const DEFAULT_MAX_CONCURRENT_STREAMS = 32;
+
+export const DEFAULT_CONNECT_RETRY = {
+  enabled: false,
+  initialDelay: 100,
+  maxDelay: 1_500,
+  maxAttempts: 10,
+  totalTimeout: 15_000,
+} as const;
+
+export const DEFAULT_RECONNECT = {
+  enabled: true,
+  initialDelay: 100,
+  maxDelay: 5_000,
+  maxAttempts: Infinity,
+} as const;
+
+/** Backoff grows by this factor per attempt; jitter spreads a retry over +-this fraction. */
+export const BACKOFF_MULTIPLIER = 2;
+export const BACKOFF_JITTER_FRACTION = 0.2;
+
+/** Messages and requests issued while reconnecting wait here, bounded by count and bytes. */
+export const DEFAULT_OUTBOX_MAX_MESSAGES = 1_000;
+export const DEFAULT_OUTBOX_MAX_BYTES = 16 * 1024 * 1024;
+
+/** Node's timers overflow past 2^31-1 ms and fire at once; every delay is clamped to this. */
+export const MAX_TIMER_DELAY_MS = 2_147_483_647;
+
+/** Small frames are copied into one slab and written together; larger payloads are written by reference. */
+export const WRITE_SLAB_BYTES = 64 * 1024;
+export const WRITE_COPY_THRESHOLD_BYTES = 16 * 1024;
+/** A transport asks its callers to wait for 'drain' once this much is queued but not yet flushed to the kernel. */
+export const WRITE_HIGH_WATER_MARK_BYTES = 1024 * 1024;
