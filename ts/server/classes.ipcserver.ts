@@ -50,6 +50,8 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   private readonly handshaking = new Set<IpcTransport>();
   private readonly medium: IpcTransport;
   private listener?: IIpcListener;
+  /** Features (pub/sub, streams) that set up each client's channel before it goes live. */
+  private readonly channelSetups: Array<(clientId: string, channel: IpcChannel) => void> = [];
   private state: TServerState = 'stopped';
   private ready = false;
   private startedAt = 0;
@@ -203,6 +205,16 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     };
   }
 
+  /** @internal Lets a feature module prepare every client channel (frame hooks, listeners) before its first frame. */
+  public registerChannelSetup(setup: (clientId: string, channel: IpcChannel) => void): void {
+    this.channelSetups.push(setup);
+  }
+
+  /** @internal The live channel of a client, for feature modules. */
+  public getChannelOf(clientId: string): IpcChannel | undefined {
+    return this.clients.get(clientId)?.channel;
+  }
+
   // ---- connections -----------------------------------------------------------------------------
 
   private limits() {
@@ -310,6 +322,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     });
     channel.on('messageError', (error) => this.emit('messageError', error, clientId));
     channel.on('error', (error) => this.emitError(error, clientId));
+    for (const setup of this.channelSetups) setup(clientId, channel);
     channel.attach(transport, clientId, handOver);
     this.emit('clientConnect', clientId, hello.metadata);
   }
