@@ -9,6 +9,7 @@ import type { IpcTransport } from '../framing/classes.transport.js';
 import { IpcChannel } from '../channel/classes.ipcchannel.js';
 import { Backoff } from '../channel/classes.backoff.js';
 import { registerWithServer } from '../channel/handshake.js';
+import { IpcServer } from '../server/classes.ipcserver.js';
 import { emptyMetrics, resolveClient, type IResolvedClient } from '../smartipc.options.js';
 import { debug } from '../smartipc.log.js';
 
@@ -44,6 +45,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   private dialling?: IpcTransport;
   private reconnectAttempts = 0;
   private sleeper?: { timer: NodeJS.Timeout; wake: () => void };
+  private hostedServer?: IpcServer;
 
   constructor(options: IIpcClientOptions) {
     super();
@@ -77,7 +79,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     if (this.state === 'connected' || this.state === 'reconnecting') return Promise.resolve();
     if (this.connecting) return this.connecting;
     this.state = 'connecting';
-    this.connecting = this.connectWithRetry(options).then(
+    this.connecting = this.connectWithRetry(options).catch((err) => this.hostEndpointInstead(err)).then(
       () => {
         this.connecting = undefined;
       },
@@ -104,6 +106,9 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
       });
     }
     await this.connecting?.catch(() => undefined);
+    const hosted = this.hostedServer;
+    this.hostedServer = undefined;
+    await hosted?.stop();
   }
 
   // ---- messaging -------------------------------------------------------------------------------
@@ -146,6 +151,14 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     };
   }
 
+  /**
+   * The server this client started because nobody served its socket (clientOnly false, see the
+   * `role` event). Register handlers on it to serve the clients that come later.
+   */
+  public getHostedServer(): IpcServer | undefined {
+    return this.hostedServer;
+  }
+
   /** The channel under this client, for pub/sub and stream extensions. */
   public getChannel(): IpcChannel {
     return this.channel;
@@ -181,6 +194,44 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
         if (this.isClosed()) throw new IpcError('NOT_CONNECTED', 'disconnect() was called while connecting', { cause: error });
       }
     }
+  }
+
+  /**
+   * After the first connect failed for want of a server on a socket path (ENOENT, ECONNREFUSED),
+   * a client that is not clientOnly becomes the hub itself: it starts a server on the endpoint
+   * with the same id, emits role('server') and connects to it like any other client.
+   */
+  private async hostEndpointInstead(error: IpcError): Promise<void> {
+    const endpoint = this.options.endpoint;
+    const cause = (error.cause as NodeJS.ErrnoException | undefined)?.code;
+    const noServer = isIpcError(error, 'SERVER_UNAVAILABLE') && (cause === 'ENOENT' || cause === 'ECONNREFUSED');
+    if (this.options.clientOnly || endpoint.socketPath === undefined || !noServer || this.isClosed()) throw error;
+    const server = new IpcServer({
+      id: this.options.id,
+      socketPath: endpoint.socketPath,
+      autoCleanupSocketFile: true,
+      maxMessageSize: this.options.maxMessageSize,
+      serialization: this.options.serialization,
+      heartbeat: this.options.heartbeat !== undefined,
+      ...(this.options.heartbeat
+        ? {
+            heartbeatInterval: this.options.heartbeat.intervalMs,
+            heartbeatTimeout: this.options.heartbeat.timeoutMs,
+            heartbeatInitialGracePeriodMs: this.options.heartbeat.initialGraceMs,
+          }
+        : {}),
+    });
+    try {
+      await server.start({ readyWhen: 'accepting' });
+    } catch (startError) {
+      // Someone else became the server in the meantime: connect to them instead.
+      if (isIpcError(startError, 'ADDRESS_IN_USE')) return this.connectOnce();
+      throw error;
+    }
+    debug('no server on %s: client %s hosts it now', endpoint.socketPath, this.options.clientId);
+    this.hostedServer = server;
+    this.emit('role', 'server');
+    await this.connectOnce();
   }
 
   /** One dial plus handshake. On success the channel has the new transport and `connect` is emitted. */
