@@ -180,6 +180,27 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
     return Promise.reject(this.notConnected());
   }
 
+  /**
+   * Queues an encoded frame on the open connection without waiting for drain, for fan-out whose
+   * caller bounds the queue itself (see `queuedBytes`). Throws NOT_CONNECTED or MESSAGE_TOO_LARGE.
+   */
+  public sendEncodedNow(kind: EFrameKind, type: string, encoded: IEncodedPayload, id = 0, headers?: Record<string, unknown>): void {
+    const transport = this.transport;
+    if (!transport?.isOpen) throw this.notConnected();
+    transport.send({ kind, encoding: encoded.encoding, id, type, headers, payload: encoded.payload });
+    this.config.metrics.messagesSent++;
+  }
+
+  /** Bytes queued for the peer and not yet taken by the kernel (0 when not connected). */
+  public get queuedBytes(): number {
+    return this.transport?.queuedBytes ?? 0;
+  }
+
+  /** Resolves once the socket has written out its queue, or at once when it has none or is closed. */
+  public waitForDrain(): Promise<void> {
+    return this.transport?.waitForDrain() ?? Promise.resolve();
+  }
+
   public request<TRes = unknown>(type: string, data?: unknown, options: IRequestOptions = {}): Promise<TRes> {
     if (options.signal?.aborted) {
       return Promise.reject(new IpcError('ABORTED', `request "${type}" was aborted before it was sent`, { cause: options.signal.reason }));

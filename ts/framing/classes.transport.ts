@@ -131,6 +131,11 @@ export abstract class IpcTransport implements IFrameDecoderSink {
     return this.encoder.pendingBytes > WRITE_HIGH_WATER_MARK_BYTES || this.socket?.writableNeedDrain === true;
   }
 
+  /** Bytes queued for the peer and not yet taken by the kernel: encoded this tick plus buffered in the socket. */
+  public get queuedBytes(): number {
+    return this.encoder.pendingBytes + (this.socket?.writableLength ?? 0);
+  }
+
   /** Resolves when the kernel has taken enough of the queue (or the connection closed). */
   public waitForDrain(): Promise<void> {
     if (this.encoder.pendingBytes > 0) this.flush();
