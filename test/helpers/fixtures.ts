@@ -1,9 +1,11 @@
 // Shared test fixtures: unique endpoints, server + client pairs on either transport, raw sockets
 // and small bounded waits. Every helper here cleans up after itself or returns what to clean up.
+import * as childProcess from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import type { EventEmitter } from 'node:events';
 import {
@@ -265,4 +267,48 @@ export function collectFrames(socket: net.Socket): IFrame[] {
   });
   socket.on('data', (chunk: Buffer) => decoder.push(chunk));
   return frames;
+}
+
+// ---- child processes -------------------------------------------------------------------------
+
+export const HELPERS_DIR = path.dirname(fileURLToPath(import.meta.url));
+
+export interface IChildServer {
+  child: childProcess.ChildProcess;
+  /** What the child sent as `{ ready: ... }` (by convention the server's address). */
+  ready: unknown;
+  /** SIGKILLs the child (if still running) and waits for it to exit. */
+  kill(): Promise<void>;
+}
+
+/**
+ * Runs `test/helpers/<script>` under tsx with `args` and waits for it to send `{ ready }` over the
+ * IPC channel. Rejects (and kills the child) if it exits first or does not become ready in time.
+ */
+export async function spawnChildServer(script: string, args: string[], ms = 15_000): Promise<IChildServer> {
+  const child = childProcess.fork(path.join(HELPERS_DIR, script), args, {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const kill = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  };
+  try {
+    const ready = await withTimeout(
+      new Promise<unknown>((resolve, reject) => {
+        child.on('message', (message) => {
+          if (message && typeof message === 'object' && 'ready' in message) resolve((message as { ready: unknown }).ready);
+        });
+        child.once('exit', (code, signal) => reject(new Error(`${script} exited (${signal ?? code}) before it was ready`)));
+      }),
+      ms,
+      `${script} ready`,
+    );
+    return { child, ready, kill };
+  } catch (err) {
+    await kill();
+    throw err;
+  }
 }
