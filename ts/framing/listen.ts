@@ -24,10 +24,11 @@ export function bindServer(server: plugins.net.Server, listenOptions: plugins.ne
 
 /** Closes a node server without waiting for its connections (the owner closes those). */
 export function closeServer(server: plugins.net.Server): Promise<void> {
-  return new Promise((resolve) => {
-    if (!server.listening) return resolve();
-    server.close(() => resolve());
-  });
+  if (!server.listening) return Promise.resolve();
+  // close()'s callback waits until every accepted connection has ended, and the owner closes
+  // those only after this resolves: the listening handle itself is closed synchronously.
+  server.close();
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /**
