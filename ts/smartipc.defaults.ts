@@ -49,3 +49,8 @@ export const WRITE_SLAB_BYTES = 64 * 1024;
 export const WRITE_COPY_THRESHOLD_BYTES = 16 * 1024;
 /** A transport asks its callers to wait for 'drain' once this much is queued but not yet flushed to the kernel. */
 export const WRITE_HIGH_WATER_MARK_BYTES = 1024 * 1024;
+
+/** Pub/sub: bytes queued for one client (not yet taken by its socket) past which publishes to it are dropped until it drains. */
+export const DEFAULT_PUBSUB_MAX_QUEUED_BYTES = 8 * 1024 * 1024;
+/** Pub/sub: messages a subscribeIterator holds for a consumer that has not asked for them yet (the oldest goes first). */
+export const DEFAULT_SUBSCRIBE_ITERATOR_MAX_BUFFERED = 1_000;

@@ -69,6 +69,7 @@ export interface IResolvedServer extends IResolvedCommon {
   maxClients: number;
   maxConcurrentStreams: number;
   registerTimeoutMs: number;
+  pubsubMaxQueuedBytes: number;
 }
 
 export function resolveServer(options: IIpcServerOptions): IResolvedServer {
@@ -79,6 +80,7 @@ export function resolveServer(options: IIpcServerOptions): IResolvedServer {
     maxClients: positive('maxClients', options.maxClients, defaults.DEFAULT_MAX_CLIENTS),
     maxConcurrentStreams: positive('maxConcurrentStreams', options.maxConcurrentStreams, defaults.DEFAULT_MAX_CONCURRENT_STREAMS),
     registerTimeoutMs: positive('registerTimeoutMs', options.registerTimeoutMs, defaults.DEFAULT_REGISTER_TIMEOUT_MS),
+    pubsubMaxQueuedBytes: positive('pubsubMaxQueuedBytes', options.pubsubMaxQueuedBytes, defaults.DEFAULT_PUBSUB_MAX_QUEUED_BYTES),
   };
 }
 

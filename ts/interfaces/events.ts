@@ -44,6 +44,8 @@ export interface IIpcServerEvents {
   clientConnect: [clientId: string, metadata: Record<string, unknown>];
   clientDisconnect: [clientId: string, reason: IpcError];
   heartbeatTimeout: [clientId: string];
+  /** A client's pub/sub queue reached `pubsubMaxQueuedBytes`: its publishes are dropped until it has read its queue. */
+  slowConsumer: [clientId: string, queuedBytes: number];
   /** A peer sent bytes that are not a valid frame; that peer was dropped, the server goes on. */
   messageError: [error: IpcError, clientId: string | undefined];
   error: [error: IpcError, clientId?: string];

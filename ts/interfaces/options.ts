@@ -58,6 +58,12 @@ export type IIpcServerOptions = IIpcCommonOptions & TEndpoint & {
   maxClients?: number;
   /** Open streams per connection. @default 32 */
   maxConcurrentStreams?: number;
+  /**
+   * Pub/sub backpressure: bytes queued for one client and not yet taken by its socket past which
+   * publishes to that client are dropped (counted, `slowConsumer` emitted) until it has read its
+   * queue. Bounds the server's memory per slow subscriber. @default 8 MiB
+   */
+  pubsubMaxQueuedBytes?: number;
   /** Time a new connection has to complete its handshake (ms). @default 5000 */
   registerTimeoutMs?: number;
 };
