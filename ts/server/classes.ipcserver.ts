@@ -11,6 +11,8 @@ import { awaitHello, rejectHello, sendJsonFrame } from '../channel/handshake.js'
 import { encodePayload } from '../channel/serializer.js';
 import { emptyMetrics, resolveServer, type IResolvedServer } from '../smartipc.options.js';
 import { connectProbe } from './readiness.js';
+import { PubSubBroker } from './classes.pubsubbroker.js';
+import type { IServerPubSubStats } from '../interfaces/pubsub.js';
 import { debug } from '../smartipc.log.js';
 
 export interface IClientInfo {
@@ -27,6 +29,8 @@ export interface IIpcServerStats {
   /** Milliseconds since start, 0 when stopped. */
   uptime: number;
   metrics: IIpcMetrics;
+  /** Pub/sub counters: published, delivered, dropped, per pattern. */
+  pubsub?: IServerPubSubStats;
 }
 
 interface IClientEntry {
@@ -56,6 +60,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   private ready = false;
   private startedAt = 0;
   private totalConnections = 0;
+  private readonly pubsub: PubSubBroker;
 
   constructor(options: IIpcServerOptions) {
     super();
@@ -64,6 +69,13 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       autoCleanupSocketFile: this.options.autoCleanupSocketFile,
       socketMode: this.options.socketMode,
     });
+    this.pubsub = new PubSubBroker({
+      serialization: this.options.serialization,
+      maxQueuedBytes: this.options.pubsubMaxQueuedBytes,
+      onSlowConsumer: (clientId, queuedBytes) => this.emit('slowConsumer', clientId, queuedBytes),
+      onError: (error, clientId) => this.emitError(error, clientId),
+    });
+    this.registerChannelSetup((clientId, channel) => this.pubsub.attach(clientId, channel));
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -168,6 +180,20 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     if (missing.length > 0) throw this.clientNotFound(missing.join(', '));
   }
 
+  /**
+   * Publishes to every client subscribed to a matching pattern (`from` is 'server'); the payload
+   * is encoded once. Resolves once queued: subscribers never hold the publisher back, a slow one
+   * loses messages instead (see `pubsubMaxQueuedBytes`). An invalid topic rejects with a TypeError.
+   */
+  public publish<T = unknown>(topic: string, data?: T): Promise<void> {
+    try {
+      this.pubsub.publish(topic, data);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return Promise.resolve();
+  }
+
   // ---- introspection ---------------------------------------------------------------------------
 
   public getIsReady(): boolean {
@@ -202,6 +228,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       totalConnections: this.totalConnections,
       uptime: this.startedAt ? Date.now() - this.startedAt : 0,
       metrics: { ...this.metrics, requestsInFlight },
+      pubsub: this.pubsub.getStats(),
     };
   }
 
