@@ -54,3 +54,12 @@ export const WRITE_HIGH_WATER_MARK_BYTES = 1024 * 1024;
 export const DEFAULT_PUBSUB_MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 /** Pub/sub: messages a subscribeIterator holds for a consumer that has not asked for them yet (the oldest goes first). */
 export const DEFAULT_SUBSCRIBE_ITERATOR_MAX_BUFFERED = 1_000;
+
+/** Streams: payload bytes per chunk frame when the caller does not say. */
+export const DEFAULT_STREAM_CHUNK_SIZE_BYTES = 64 * 1024;
+/** Bytes a receiver lets a sender have in flight or buffered unread per stream (its credit window). */
+export const STREAM_WINDOW_BYTES = 1024 * 1024;
+/** Object-mode streams: values a receiver's readable buffers before it stops granting credit. */
+export const STREAM_OBJECT_HIGH_WATER_MARK = 256;
+/** Object-mode streams: what one value costs in credit beyond its encoded bytes (so tiny values are bounded too). */
+export const STREAM_OBJECT_CHUNK_OVERHEAD_BYTES = 32;

@@ -10,6 +10,9 @@ import { Outbox } from './classes.outbox.js';
 import { decodePayload, encodePayload, type IEncodedPayload } from './serializer.js';
 import { sendJsonFrame } from './handshake.js';
 import { debug } from '../smartipc.log.js';
+import { DEFAULT_MAX_CONCURRENT_STREAMS } from '../smartipc.defaults.js';
+import type { ISendFileOptions, ISendStreamOptions, TStreamSource } from '../interfaces/streams.js';
+import { StreamManager } from './streams/classes.streammanager.js';
 
 /** Everything a link needs, resolved once by its owner (server, client or standalone channel). */
 export interface IChannelConfig {
@@ -23,6 +26,8 @@ export interface IChannelConfig {
   metrics: IIpcMetrics;
   /** Bounds of the outbox used while reconnecting. */
   outbox: { maxMessages: number; maxBytes: number };
+  /** Open streams per direction on this link. @default 32 */
+  maxConcurrentStreams?: number;
 }
 
 interface IErrorResponseBody {
@@ -53,9 +58,14 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
   private activeHandlers = 0;
   private idleWaiters: Array<() => void> = [];
   private readonly frameHooks = new Map<EFrameKind, TFrameHook>();
+  private readonly streams: StreamManager;
 
   constructor(private readonly config: IChannelConfig) {
     super();
+    this.streams = new StreamManager(this, {
+      serialization: config.serialization,
+      maxConcurrentStreams: config.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS,
+    });
   }
 
   public get isConnected(): boolean {
@@ -230,6 +240,33 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
     return promise;
   }
 
+  // ---- streams (see ./streams/) -----------------------------------------------------------------
+
+  /** Sends a readable as a stream; resolves when the receiver has the last byte. See ISendStreamOptions. */
+  public sendStream(readable: TStreamSource, options?: ISendStreamOptions): Promise<void> {
+    return this.streams.sendStream(readable, options);
+  }
+
+  /** Sends a file (meta: type 'file', basename, size; sha256 checked by the receiver). */
+  public sendFile(filePath: string, options?: ISendFileOptions): Promise<void> {
+    return this.streams.sendFile(filePath, options);
+  }
+
+  /** Cancels a stream this side sends. Returns false when no such stream is open. */
+  public cancelOutgoingStream(streamId: string, reason?: string | IpcError): boolean {
+    return this.streams.cancelOutgoing(streamId, reason);
+  }
+
+  /** Cancels a stream this side receives. Returns false when no such stream is open. */
+  public cancelIncomingStream(streamId: string, reason?: string | IpcError): boolean {
+    return this.streams.cancelIncoming(streamId, reason);
+  }
+
+  /** Streams open on this link, per direction. */
+  public get openStreams(): { incoming: number; outgoing: number } {
+    return this.streams.openStreams;
+  }
+
   private sendControl(kind: EFrameKind): void {
     try {
       this.transport?.send({ kind, encoding: EPayloadEncoding.None, id: 0, type: '' });
@@ -316,6 +353,7 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
     this.pending.rejectAll(
       (entry) => new IpcError('CONNECTION_LOST', `request "${entry.type}" lost: ${reason.message}`, { cause: reason }),
     );
+    this.streams.failAll(reason);
     this.emit('disconnect', reason);
   }
 

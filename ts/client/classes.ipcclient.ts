@@ -12,12 +12,17 @@ import { registerWithServer } from '../channel/handshake.js';
 import { IpcServer } from '../server/classes.ipcserver.js';
 import { emptyMetrics, resolveClient, type IResolvedClient } from '../smartipc.options.js';
 import { debug } from '../smartipc.log.js';
+import { ClientSubscriptions } from './classes.subscriptions.js';
+import type { IClientPubSubStats, IPublishedMessage, ISubscribeIteratorOptions, TSubscriptionHandler } from '../interfaces/pubsub.js';
+import type { ISendFileOptions, ISendStreamOptions, TStreamSource } from '../interfaces/streams.js';
 
 export interface IIpcClientStats {
   connected: boolean;
   clientId: string;
   reconnectAttempts: number;
   metrics: IIpcMetrics;
+  /** Pub/sub counters: subscriptions, published, received, droppedLocally. */
+  pubsub?: IClientPubSubStats;
 }
 
 type TClientState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
@@ -46,6 +51,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   private reconnectAttempts = 0;
   private sleeper?: { timer: NodeJS.Timeout; wake: () => void };
   private hostedServer?: IpcServer;
+  private readonly subscriptions: ClientSubscriptions;
 
   constructor(options: IIpcClientOptions) {
     super();
@@ -66,6 +72,19 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     });
     this.channel.on('messageError', (error) => this.emitError(error));
     this.channel.on('error', (error) => this.emitError(error));
+    this.subscriptions = new ClientSubscriptions({
+      channel: this.channel,
+      serialization: this.options.serialization,
+      ackTimeoutMs: this.options.requestTimeoutMs,
+      isLive: () => this.state === 'connected' || this.state === 'reconnecting',
+      emitError: (error) => this.emitError(error),
+    });
+    // The first 'connect' listener: the server learns every pattern again before anything a user listener sends.
+    this.on('connect', () => this.subscriptions.restore());
+    this.channel.on('stream', (info, readable) => {
+      if (this.listenerCount('stream') > 0) this.emit('stream', info, readable);
+      else this.channel.cancelIncomingStream(info.streamId, new IpcError('NO_HANDLER', `client "${this.options.clientId}" has no 'stream' listener for stream "${info.streamId}"`));
+    });
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -99,6 +118,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     this.wake();
     this.dialling?.destroy(new IpcError('NOT_CONNECTED', 'client disconnected'));
     this.channel.releaseSends(new IpcError('NOT_CONNECTED', 'client disconnected'));
+    this.subscriptions.stop(new IpcError('NOT_CONNECTED', 'client disconnected'));
     if (wasConnected) {
       await new Promise<void>((resolve) => {
         this.channel.once('disconnect', () => resolve());
@@ -132,6 +152,59 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     return this;
   }
 
+  // ---- pub/sub ---------------------------------------------------------------------------------
+
+  /**
+   * Subscribes `handler(data, { topic, from })` to a pattern (`*`: one segment, `>` last: one or
+   * more). Resolves once the server has acknowledged it, so a publish made after it is delivered.
+   * Needs a connection (NOT_CONNECTED otherwise); restored by itself after every reconnect.
+   */
+  public subscribe<T = any>(pattern: string, handler: TSubscriptionHandler<T>): Promise<void> {
+    return this.subscriptions.subscribe(pattern, handler);
+  }
+
+  /** Removes one handler, or every handler of the pattern (iterators and Observables of it end). */
+  public unsubscribe(pattern: string, handler?: TSubscriptionHandler): Promise<void> {
+    return this.subscriptions.unsubscribe(pattern, handler);
+  }
+
+  /** Publishes to every other client subscribed to a matching pattern (never back to this one). */
+  public publish<T = unknown>(topic: string, data?: T): Promise<void> {
+    return this.subscriptions.publish(topic, data);
+  }
+
+  /** A pattern's messages as an async iterator: `for await (const { topic, from, data } of client.subscribeIterator('user.*'))`. */
+  public subscribeIterator<T = any>(pattern: string, options?: ISubscribeIteratorOptions): AsyncIterableIterator<IPublishedMessage<T>> {
+    return this.subscriptions.iterate<T>(pattern, options);
+  }
+
+  /** A pattern's messages as an rxjs Observable (cold: subscribing to it subscribes, unsubscribing unsubscribes). */
+  public subscribeObservable<T = any>(pattern: string): plugins.smartrx.rxjs.Observable<IPublishedMessage<T>> {
+    return this.subscriptions.observe<T>(pattern);
+  }
+
+  // ---- streams ---------------------------------------------------------------------------------
+
+  /** Streams a readable to the server; resolves when it has the last byte. Needs a live connection (NOT_CONNECTED otherwise). */
+  public sendStream(readable: TStreamSource, options?: ISendStreamOptions): Promise<void> {
+    return this.channel.sendStream(readable, options);
+  }
+
+  /** Streams a file to the server (meta: type 'file', basename, size; sha256 checked by the server). */
+  public sendFile(filePath: string, options?: ISendFileOptions): Promise<void> {
+    return this.channel.sendFile(filePath, options);
+  }
+
+  /** Cancels a stream this client sends. Returns false when there is no such stream. */
+  public cancelOutgoingStream(streamId: string, reason?: string): boolean {
+    return this.channel.cancelOutgoingStream(streamId, reason);
+  }
+
+  /** Cancels a stream the server sends to this client. Returns false when there is no such stream. */
+  public cancelIncomingStream(streamId: string, reason?: string): boolean {
+    return this.channel.cancelIncomingStream(streamId, reason);
+  }
+
   // ---- introspection ---------------------------------------------------------------------------
 
   public getIsConnected(): boolean {
@@ -148,6 +221,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
       clientId: this.options.clientId,
       reconnectAttempts: this.reconnectAttempts,
       metrics: { ...this.metrics, requestsInFlight: this.channel.requestsInFlight },
+      pubsub: this.subscriptions.getStats(),
     };
   }
 
@@ -274,6 +348,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     if (!wasConnected) return;
     if (!this.options.reconnect.enabled) {
       this.state = 'idle';
+      this.subscriptions.stop(reason);
       return;
     }
     this.state = 'reconnecting';
@@ -312,6 +387,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   private giveUp(error: IpcError): void {
     this.state = 'idle';
     this.channel.releaseSends(new IpcError('NOT_CONNECTED', error.message, { cause: error }));
+    this.subscriptions.stop(new IpcError('NOT_CONNECTED', error.message, { cause: error }));
     this.emitError(error);
   }
 

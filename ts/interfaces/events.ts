@@ -1,4 +1,6 @@
+import type { Readable } from 'node:stream';
 import type { IpcError } from '../smartipc.errors.js';
+import type { IStreamInfo } from './streams.js';
 
 /** Counters kept by a server (all its connections) or a client (its one connection). */
 export interface IIpcMetrics {
@@ -35,6 +37,8 @@ export interface IIpcChannelEvents {
   heartbeatTimeout: [peerId: string];
   error: [error: IpcError];
   messageError: [error: IpcError];
+  /** The peer opened a stream. Read `readable` (or cancel it); with no listener the stream is refused with NO_HANDLER. */
+  stream: [info: IStreamInfo, readable: Readable];
 }
 
 export interface IIpcServerEvents {
@@ -49,6 +53,8 @@ export interface IIpcServerEvents {
   /** A peer sent bytes that are not a valid frame; that peer was dropped, the server goes on. */
   messageError: [error: IpcError, clientId: string | undefined];
   error: [error: IpcError, clientId?: string];
+  /** A client opened a stream (`info.clientId` says which). With no listener it is refused with NO_HANDLER. */
+  stream: [info: IStreamInfo, readable: Readable];
 }
 
 export interface IIpcClientEvents {
@@ -59,4 +65,6 @@ export interface IIpcClientEvents {
   error: [error: IpcError];
   /** The client found no server for its socket and now hosts the endpoint itself. */
   role: [role: 'server'];
+  /** The server opened a stream. With no listener it is refused with NO_HANDLER. */
+  stream: [info: IStreamInfo, readable: Readable];
 }

@@ -14,6 +14,7 @@ import { connectProbe } from './readiness.js';
 import { PubSubBroker } from './classes.pubsubbroker.js';
 import type { IServerPubSubStats } from '../interfaces/pubsub.js';
 import { debug } from '../smartipc.log.js';
+import type { ISendFileOptions, ISendStreamOptions, IStreamInfo, TStreamSource } from '../interfaces/streams.js';
 
 export interface IClientInfo {
   clientId: string;
@@ -180,6 +181,32 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     if (missing.length > 0) throw this.clientNotFound(missing.join(', '));
   }
 
+  // ---- streams ---------------------------------------------------------------------------------
+
+  /** Streams a readable to one client; resolves when it has the last byte. Rejects CLIENT_NOT_FOUND, STREAM_CANCELLED, CONNECTION_LOST... */
+  public sendStreamToClient(clientId: string, readable: TStreamSource, options?: ISendStreamOptions): Promise<void> {
+    const entry = this.clients.get(clientId);
+    if (!entry) return Promise.reject(this.clientNotFound(clientId));
+    return entry.channel.sendStream(readable, options);
+  }
+
+  /** Streams a file to one client (meta: type 'file', basename, size; sha256 checked by the client). */
+  public sendFileToClient(clientId: string, filePath: string, options?: ISendFileOptions): Promise<void> {
+    const entry = this.clients.get(clientId);
+    if (!entry) return Promise.reject(this.clientNotFound(clientId));
+    return entry.channel.sendFile(filePath, options);
+  }
+
+  /** Cancels a stream a client is sending to this server. Returns false when there is no such stream. */
+  public cancelIncomingStreamFromClient(clientId: string, streamId: string, reason?: string): boolean {
+    return this.clients.get(clientId)?.channel.cancelIncomingStream(streamId, reason) ?? false;
+  }
+
+  /** Cancels a stream this server is sending to a client. Returns false when there is no such stream. */
+  public cancelOutgoingStreamToClient(clientId: string, streamId: string, reason?: string): boolean {
+    return this.clients.get(clientId)?.channel.cancelOutgoingStream(streamId, reason) ?? false;
+  }
+
   /**
    * Publishes to every client subscribed to a matching pattern (`from` is 'server'); the payload
    * is encoded once. Resolves once queued: subscribers never hold the publisher back, a slow one
@@ -337,6 +364,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       handlers: this.handlers,
       metrics: this.metrics,
       outbox: { maxMessages: 0, maxBytes: 0 },
+      maxConcurrentStreams: this.options.maxConcurrentStreams,
     });
     this.clients.set(clientId, { channel, metadata: hello.metadata });
     channel.on('disconnect', (reason) => {
@@ -349,6 +377,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     });
     channel.on('messageError', (error) => this.emit('messageError', error, clientId));
     channel.on('error', (error) => this.emitError(error, clientId));
+    channel.on('stream', (info, readable) => this.onClientStream(clientId, channel, info, readable));
     for (const setup of this.channelSetups) setup(clientId, channel);
     channel.attach(transport, clientId, handOver);
     this.emit('clientConnect', clientId, hello.metadata);
@@ -360,6 +389,14 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       channel.once('disconnect', () => resolve());
       channel.close(reason);
     });
+  }
+
+  private onClientStream(clientId: string, channel: IpcChannel, info: IStreamInfo, readable: plugins.stream.Readable): void {
+    if (this.listenerCount('stream') === 0) {
+      channel.cancelIncomingStream(info.streamId, new IpcError('NO_HANDLER', `server "${this.options.id}" has no 'stream' listener for stream "${info.streamId}"`));
+      return;
+    }
+    this.emit('stream', { ...info, clientId }, readable);
   }
 
   /** 'error' without a listener would throw inside a socket callback and crash the process. */
