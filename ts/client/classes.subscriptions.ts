@@ -1,0 +1,447 @@
+import * as plugins from '../plugins.js';
+import { IpcError, isIpcErrorCode } from '../smartipc.errors.js';
+import { DEFAULT_SUBSCRIBE_ITERATOR_MAX_BUFFERED } from '../smartipc.defaults.js';
+import { EFrameKind, EPayloadEncoding, type IFrame, type TSerialization } from '../interfaces/wire.js';
+import type {
+  IClientPubSubStats,
+  IPublishInfo,
+  IPublishedMessage,
+  ISubscribeIteratorOptions,
+  TSubscriptionHandler,
+} from '../interfaces/pubsub.js';
+import type { IpcChannel } from '../channel/classes.ipcchannel.js';
+import { TopicTrie, assertValidPattern, assertValidTopic } from '../channel/classes.topictrie.js';
+import { decodePayload, encodePayload, type IEncodedPayload } from '../channel/serializer.js';
+import { debug } from '../smartipc.log.js';
+
+/** What the registry needs from its client. */
+export interface ISubscriptionsHost {
+  channel: IpcChannel;
+  serialization: TSerialization;
+  /** How long a subscribe waits for the server's acknowledgement (the client's requestTimeout). */
+  ackTimeoutMs: number;
+  /** Connected, or reconnecting (a subscribe made now is acknowledged after the reconnect). */
+  isLive(): boolean;
+  emitError(error: IpcError): void;
+}
+
+interface IHandlerRecord {
+  handler: TSubscriptionHandler;
+  /** Called when the handler is removed by unsubscribe or because the client stopped (iterators and Observables end). */
+  onEnd?: () => void;
+}
+
+/** One pattern this client is subscribed to, with every local handler of it. */
+interface IPatternEntry {
+  readonly pattern: string;
+  readonly handlers: Map<TSubscriptionHandler, IHandlerRecord>;
+  /** The server has acknowledged it on the current connection. */
+  acked: boolean;
+  /** Id of the SUBSCRIBE in flight, 0 when none. */
+  ackId: number;
+  /** subscribe() calls waiting for the acknowledgement. */
+  waiters: Set<IWaiter>;
+}
+
+interface IWaiter {
+  resolve(): void;
+  reject(error: Error): void;
+  /** The record this call added (undefined when the handler was already subscribed): removed again if the call fails. */
+  added?: IHandlerRecord;
+  timer: NodeJS.Timeout;
+}
+
+interface IPendingAck {
+  kind: EFrameKind.Subscribe | EFrameKind.Unsubscribe;
+  entry?: IPatternEntry;
+  resolve?: () => void;
+}
+
+const EMPTY: IEncodedPayload = { encoding: EPayloadEncoding.None, payload: undefined };
+const MAX_ACK_ID = 0xffffffff;
+
+/**
+ * The client's side of pub/sub. Its own pattern registry is the source of truth: the server holds
+ * a copy per connection, which is rebuilt after every (re)connection by sending each pattern
+ * again. SUBSCRIBE and UNSUBSCRIBE frames carry an id; the server answers with a frame of the
+ * same kind and id (empty payload: done; JSON `{ code, message }`: refused). Publishes arrive as
+ * PUBLISH frames (type: the concrete topic, header `from`: the publisher) and are dispatched to
+ * every local handler whose pattern matches.
+ */
+export class ClientSubscriptions {
+  private readonly entries = new Map<string, IPatternEntry>();
+  private readonly trie = new TopicTrie<IPatternEntry>();
+  private readonly pendingAcks = new Map<number, IPendingAck>();
+  private lastAckId = 0;
+  private published = 0;
+  private received = 0;
+  private droppedLocally = 0;
+
+  constructor(private readonly host: ISubscriptionsHost) {
+    const channel = host.channel;
+    channel.setFrameHook(EFrameKind.Subscribe, (frame) => this.onAck(frame));
+    channel.setFrameHook(EFrameKind.Unsubscribe, (frame) => this.onAck(frame));
+    channel.setFrameHook(EFrameKind.Publish, (frame) => this.onPublish(frame));
+    channel.on('disconnect', () => this.onConnectionLost());
+  }
+
+  // ---- public operations (IpcClient delegates here) --------------------------------------------
+
+  /** Resolves once the server has acknowledged the pattern, so a publish after it is delivered. */
+  public subscribe<T>(pattern: string, handler: TSubscriptionHandler<T>, onEnd?: () => void): Promise<void> {
+    try {
+      assertValidPattern(pattern);
+      if (typeof handler !== 'function') throw new TypeError('smartipc: subscribe needs a handler function');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (!this.host.isLive()) {
+      return Promise.reject(new IpcError('NOT_CONNECTED', `cannot subscribe to "${pattern}": not connected (call connect() first)`));
+    }
+    let entry = this.entries.get(pattern);
+    const isNew = entry === undefined;
+    if (entry === undefined) {
+      entry = { pattern, handlers: new Map(), acked: false, ackId: 0, waiters: new Set() };
+      this.entries.set(pattern, entry);
+      this.trie.add(pattern, entry);
+    }
+    let added: IHandlerRecord | undefined;
+    if (!entry.handlers.has(handler)) {
+      added = { handler, onEnd };
+      entry.handlers.set(handler, added);
+    }
+    if (entry.acked) return Promise.resolve();
+    const target = entry;
+    const promise = new Promise<void>((resolve, reject) => {
+      const waiter: IWaiter = {
+        resolve,
+        reject,
+        added,
+        timer: setTimeout(() => {
+          target.waiters.delete(waiter);
+          this.rollback(target, waiter.added);
+          reject(new IpcError('TIMEOUT', `subscribe to "${pattern}" was not acknowledged within ${this.host.ackTimeoutMs} ms`));
+        }, this.host.ackTimeoutMs),
+      };
+      waiter.timer.unref();
+      target.waiters.add(waiter);
+    });
+    // While reconnecting, the restore after the reconnect sends it.
+    if (isNew && this.host.channel.isConnected) this.sendSubscribe(entry);
+    return promise;
+  }
+
+  /** Removes one handler, or every handler of the pattern; the server forgets the pattern when none is left. */
+  public unsubscribe(pattern: string, handler?: TSubscriptionHandler): Promise<void> {
+    try {
+      assertValidPattern(pattern);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const entry = this.entries.get(pattern);
+    if (entry === undefined) return Promise.resolve();
+    const removed: IHandlerRecord[] = [];
+    if (handler === undefined) {
+      removed.push(...entry.handlers.values());
+      entry.handlers.clear();
+    } else {
+      const record = entry.handlers.get(handler);
+      if (record === undefined) return Promise.resolve();
+      entry.handlers.delete(handler);
+      removed.push(record);
+    }
+    for (const record of removed) record.onEnd?.();
+    if (entry.handlers.size > 0) return Promise.resolve();
+    return this.removeEntry(entry);
+  }
+
+  public publish(topic: string, data: unknown): Promise<void> {
+    let encoded: IEncodedPayload;
+    try {
+      assertValidTopic(topic);
+      encoded = encodePayload(data, this.host.serialization, `publish to "${topic}"`);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.published++;
+    return this.host.channel.sendEncoded(EFrameKind.Publish, topic, encoded);
+  }
+
+  /**
+   * The messages of a pattern as an async iterator. It ends (done) on `unsubscribe(pattern)`,
+   * on `disconnect()`, or when the client stops reconnecting; breaking out of the loop
+   * unsubscribes. A failed subscribe rejects the first `next()`.
+   */
+  public iterate<T>(pattern: string, options: ISubscribeIteratorOptions = {}): AsyncIterableIterator<IPublishedMessage<T>> {
+    assertValidPattern(pattern);
+    const maxBuffered = options.maxBuffered ?? DEFAULT_SUBSCRIBE_ITERATOR_MAX_BUFFERED;
+    if (!Number.isInteger(maxBuffered) || maxBuffered < 1) throw new TypeError(`smartipc: maxBuffered must be a positive integer, got ${String(maxBuffered)}`);
+    const buffer: IPublishedMessage<T>[] = [];
+    let waiting: { resolve: (result: IteratorResult<IPublishedMessage<T>>) => void; reject: (error: Error) => void } | undefined;
+    let done = false;
+    let failure: Error | undefined;
+    const finish = () => {
+      done = true;
+      const w = waiting;
+      waiting = undefined;
+      w?.resolve({ value: undefined, done: true });
+    };
+    const handler: TSubscriptionHandler<T> = (data, info) => {
+      const message: IPublishedMessage<T> = { topic: info.topic, from: info.from, data };
+      if (waiting !== undefined) {
+        const w = waiting;
+        waiting = undefined;
+        w.resolve({ value: message, done: false });
+        return;
+      }
+      buffer.push(message);
+      if (buffer.length > maxBuffered) {
+        buffer.shift();
+        this.droppedLocally++;
+      }
+    };
+    this.subscribe(pattern, handler, finish).catch((err: Error) => {
+      done = true;
+      const w = waiting;
+      waiting = undefined;
+      if (w !== undefined) w.reject(err);
+      else failure = err;
+    });
+    const stop = async (): Promise<IteratorResult<IPublishedMessage<T>>> => {
+      buffer.length = 0;
+      if (!done) {
+        finish();
+        await this.unsubscribe(pattern, handler).catch(() => undefined);
+      }
+      return { value: undefined, done: true };
+    };
+    const iterator: AsyncIterableIterator<IPublishedMessage<T>> = {
+      next: () => {
+        if (buffer.length > 0) return Promise.resolve({ value: buffer.shift()!, done: false });
+        if (failure !== undefined) {
+          const error = failure;
+          failure = undefined;
+          return Promise.reject(error);
+        }
+        if (done) return Promise.resolve({ value: undefined, done: true });
+        if (waiting !== undefined) return Promise.reject(new TypeError('smartipc: next() called again before the previous next() settled'));
+        return new Promise((resolve, reject) => {
+          waiting = { resolve, reject };
+        });
+      },
+      return: () => stop(),
+      throw: (error?: unknown) => stop().then(() => Promise.reject(error)),
+      [Symbol.asyncIterator]() {
+        return iterator;
+      },
+    };
+    return iterator;
+  }
+
+  /**
+   * The messages of a pattern as a cold rxjs Observable: each rxjs subscription subscribes (its
+   * failure is the Observable's error) and unsubscribing from it unsubscribes. It completes on
+   * `unsubscribe(pattern)`, on `disconnect()`, or when the client stops reconnecting.
+   */
+  public observe<T>(pattern: string): plugins.smartrx.rxjs.Observable<IPublishedMessage<T>> {
+    assertValidPattern(pattern);
+    return new plugins.smartrx.rxjs.Observable<IPublishedMessage<T>>((observer) => {
+      let active = true;
+      const handler: TSubscriptionHandler<T> = (data, info) => observer.next({ topic: info.topic, from: info.from, data });
+      this.subscribe(pattern, handler, () => {
+        active = false;
+        observer.complete();
+      }).catch((err: Error) => {
+        active = false;
+        observer.error(err);
+      });
+      return () => {
+        if (!active) return;
+        active = false;
+        void this.unsubscribe(pattern, handler).catch(() => undefined);
+      };
+    });
+  }
+
+  public getStats(): IClientPubSubStats {
+    return { subscriptions: this.entries.size, published: this.published, received: this.received, droppedLocally: this.droppedLocally };
+  }
+
+  // ---- connection lifecycle (IpcClient calls these) --------------------------------------------
+
+  /** After every (re)connection: the server knows nothing of this client yet, so send every pattern. */
+  public restore(): void {
+    for (const entry of this.entries.values()) this.sendSubscribe(entry);
+    if (this.entries.size > 0) debug('restoring %d subscriptions', this.entries.size);
+  }
+
+  /**
+   * The client will not reconnect (disconnect(), reconnect off or given up): pending subscribes
+   * reject, iterators and Observables end. Plain handlers stay registered and are restored if
+   * connect() is called again.
+   */
+  public stop(error: IpcError): void {
+    for (const entry of [...this.entries.values()]) {
+      for (const waiter of [...entry.waiters]) {
+        entry.waiters.delete(waiter);
+        clearTimeout(waiter.timer);
+        this.rollback(entry, waiter.added);
+        waiter.reject(error);
+      }
+      for (const record of [...entry.handlers.values()]) {
+        if (record.onEnd === undefined) continue;
+        entry.handlers.delete(record.handler);
+        record.onEnd();
+      }
+      if (entry.handlers.size === 0) this.detachEntry(entry);
+    }
+  }
+
+  // ---- frames ----------------------------------------------------------------------------------
+
+  private sendSubscribe(entry: IPatternEntry): void {
+    const id = this.nextAckId();
+    entry.acked = false;
+    entry.ackId = id;
+    this.pendingAcks.set(id, { kind: EFrameKind.Subscribe, entry });
+    this.host.channel.sendEncoded(EFrameKind.Subscribe, entry.pattern, EMPTY, id).catch((err: IpcError) => {
+      if (!this.pendingAcks.delete(id)) return;
+      // Lost with the connection: the restore after the reconnect sends it again.
+      if (err.code === 'NOT_CONNECTED' || err.code === 'CONNECTION_LOST') return;
+      this.refused(entry, err);
+    });
+  }
+
+  private removeEntry(entry: IPatternEntry): Promise<void> {
+    this.detachEntry(entry);
+    // A subscribe still waiting for its ack has nothing left to wait for.
+    for (const waiter of entry.waiters) {
+      clearTimeout(waiter.timer);
+      waiter.resolve();
+    }
+    entry.waiters.clear();
+    if (!this.host.channel.isConnected) return Promise.resolve();
+    const id = this.nextAckId();
+    return new Promise<void>((resolve) => {
+      this.pendingAcks.set(id, { kind: EFrameKind.Unsubscribe, resolve });
+      this.host.channel.sendEncoded(EFrameKind.Unsubscribe, entry.pattern, EMPTY, id).catch(() => {
+        // The server drops a leaving client's subscriptions by itself.
+        if (this.pendingAcks.delete(id)) resolve();
+      });
+    });
+  }
+
+  private detachEntry(entry: IPatternEntry): void {
+    if (this.entries.get(entry.pattern) !== entry) return;
+    this.entries.delete(entry.pattern);
+    this.trie.remove(entry.pattern, entry);
+  }
+
+  /** Undoes what a failed subscribe() added. */
+  private rollback(entry: IPatternEntry, added: IHandlerRecord | undefined): void {
+    if (added === undefined || entry.handlers.get(added.handler) !== added) return;
+    entry.handlers.delete(added.handler);
+    if (entry.handlers.size === 0 && this.entries.get(entry.pattern) === entry) void this.removeEntry(entry);
+  }
+
+  private onAck(frame: IFrame): void {
+    const pending = this.pendingAcks.get(frame.id);
+    if (pending === undefined || pending.kind !== frame.kind) {
+      debug('unexpected pub/sub acknowledgement %d (kind %d)', frame.id, frame.kind);
+      return;
+    }
+    this.pendingAcks.delete(frame.id);
+    if (pending.kind === EFrameKind.Unsubscribe) {
+      pending.resolve?.();
+      return;
+    }
+    const entry = pending.entry!;
+    if (entry.ackId !== frame.id) return;
+    entry.ackId = 0;
+    if (frame.payload.length > 0) {
+      this.refused(entry, this.refusalError(entry.pattern, frame));
+      return;
+    }
+    entry.acked = true;
+    for (const waiter of entry.waiters) {
+      clearTimeout(waiter.timer);
+      waiter.resolve();
+    }
+    entry.waiters.clear();
+  }
+
+  /** The server refused a pattern: every subscriber of it learns why, and it is gone. */
+  private refused(entry: IPatternEntry, error: IpcError): void {
+    this.detachEntry(entry);
+    const hadWaiters = entry.waiters.size > 0;
+    for (const waiter of entry.waiters) {
+      clearTimeout(waiter.timer);
+      waiter.reject(error);
+    }
+    entry.waiters.clear();
+    for (const record of entry.handlers.values()) record.onEnd?.();
+    entry.handlers.clear();
+    // Nobody awaits it (a refused restore): report it.
+    if (!hadWaiters) this.host.emitError(error);
+  }
+
+  private refusalError(pattern: string, frame: IFrame): IpcError {
+    try {
+      const body = JSON.parse(frame.payload.toString('utf8')) as { code?: unknown; message?: unknown };
+      const code = isIpcErrorCode(body.code) ? body.code : 'PROTOCOL_ERROR';
+      return new IpcError(code, `server refused subscription "${pattern}": ${String(body.message)}`);
+    } catch {
+      return new IpcError('PROTOCOL_ERROR', `server refused subscription "${pattern}" with an unreadable answer`);
+    }
+  }
+
+  private onPublish(frame: IFrame): void {
+    this.received++;
+    const topic = frame.type;
+    const records: IHandlerRecord[] = [];
+    // Collected first: a handler may unsubscribe, which must not change the trie mid-walk.
+    this.trie.match(topic, (_pattern, entries) => {
+      for (const entry of entries) for (const record of entry.handlers.values()) records.push(record);
+    });
+    if (records.length === 0) return;
+    let data: unknown;
+    try {
+      data = decodePayload(frame.flags, frame.payload);
+    } catch (err) {
+      this.host.emitError(err as IpcError);
+      return;
+    }
+    const from = frame.headers?.from;
+    const info: IPublishInfo = { topic, from: typeof from === 'string' ? from : 'server' };
+    for (const record of records) {
+      try {
+        const result = record.handler(data, info);
+        if (result !== undefined && typeof (result as Promise<void>).then === 'function') {
+          (result as Promise<void>).then(undefined, (err: unknown) => this.handlerFailed(topic, err));
+        }
+      } catch (err) {
+        this.handlerFailed(topic, err);
+      }
+    }
+  }
+
+  private handlerFailed(topic: string, thrown: unknown): void {
+    const message = thrown instanceof Error ? thrown.message : String(thrown);
+    this.host.emitError(new IpcError('HANDLER_ERROR', `subscription handler for "${topic}" threw: ${message}`, { cause: thrown }));
+  }
+
+  private onConnectionLost(): void {
+    // Acknowledgements of the old connection will never come; subscribes keep waiting for the restore.
+    for (const pending of this.pendingAcks.values()) pending.resolve?.();
+    this.pendingAcks.clear();
+    for (const entry of this.entries.values()) {
+      entry.acked = false;
+      entry.ackId = 0;
+    }
+  }
+
+  private nextAckId(): number {
+    this.lastAckId = this.lastAckId >= MAX_ACK_ID ? 1 : this.lastAckId + 1;
+    return this.lastAckId;
+  }
+}

@@ -1,0 +1,225 @@
+import { IpcError } from '../smartipc.errors.js';
+import { WRITE_COPY_THRESHOLD_BYTES } from '../smartipc.defaults.js';
+import { EFrameKind, EPayloadEncoding, FLAG_ENCODING_MASK, type IFrame, type TSerialization } from '../interfaces/wire.js';
+import type { IPubSubPatternStats, IServerPubSubStats } from '../interfaces/pubsub.js';
+import type { IpcChannel } from '../channel/classes.ipcchannel.js';
+import { TopicTrie, assertValidTopic, describeInvalidPattern, describeInvalidTopic } from '../channel/classes.topictrie.js';
+import { encodePayload, payloadSize, type IEncodedPayload } from '../channel/serializer.js';
+import { debug } from '../smartipc.log.js';
+
+/** What the broker needs from its server. */
+export interface IPubSubBrokerHost {
+  serialization: TSerialization;
+  /** Bytes queued for one client past which publishes to it are dropped. */
+  maxQueuedBytes: number;
+  /** A client's queue reached the bound; its publishes are dropped until its socket drains. */
+  onSlowConsumer(clientId: string, queuedBytes: number): void;
+  /** A client broke the pub/sub protocol, or a delivery failed for a reason other than backpressure. */
+  onError(error: IpcError, clientId: string): void;
+}
+
+/** The body of a refused SUBSCRIBE or UNSUBSCRIBE acknowledgement. */
+export interface IPubSubRefusal {
+  code: string;
+  message: string;
+}
+
+/** One client's subscriptions and delivery state. */
+interface ISubscriber {
+  readonly clientId: string;
+  readonly channel: IpcChannel;
+  readonly patterns: Set<string>;
+  /** The publish this subscriber was last considered for: one frame per publish, however many patterns match. */
+  seenSeq: number;
+  /** Whether that publish was queued for it (false: dropped). */
+  seenQueued: boolean;
+  /** Over its bound: every publish is dropped until its socket has written out its queue. */
+  slow: boolean;
+}
+
+/** Frame header bytes beside the topic and the `from` header, rounded up: used to judge whether a frame fits a queue. */
+const FRAME_OVERHEAD_BYTES = 64;
+const EMPTY: IEncodedPayload = { encoding: EPayloadEncoding.None, payload: undefined };
+
+/**
+ * The server as a pub/sub broker. It holds each client's subscription patterns in one topic trie,
+ * so a publish visits only the patterns that can match. A publish is encoded once and the same
+ * bytes are queued to every matching client except the publisher.
+ *
+ * Backpressure: a client whose queue (bytes not yet taken by its socket) would exceed
+ * `maxQueuedBytes` becomes a slow consumer: publishes to it are dropped and counted until its
+ * socket has written everything queued, then it receives again. Publishers and other
+ * subscribers are never held back, and the server never queues more than the bound per client.
+ */
+export class PubSubBroker {
+  private readonly trie = new TopicTrie<ISubscriber>();
+  private readonly patternStats = new Map<string, IPubSubPatternStats>();
+  private seq = 0;
+  private published = 0;
+  private delivered = 0;
+  private dropped = 0;
+  private slowConsumers = 0;
+
+  constructor(private readonly host: IPubSubBrokerHost) {}
+
+  /** Takes over the pub/sub frames of a new client channel (called before its first frame). */
+  public attach(clientId: string, channel: IpcChannel): void {
+    const subscriber: ISubscriber = { clientId, channel, patterns: new Set(), seenSeq: 0, seenQueued: false, slow: false };
+    channel.setFrameHook(EFrameKind.Subscribe, (frame) => this.onSubscribe(subscriber, frame));
+    channel.setFrameHook(EFrameKind.Unsubscribe, (frame) => this.onUnsubscribe(subscriber, frame));
+    channel.setFrameHook(EFrameKind.Publish, (frame) => this.onPublish(subscriber, frame));
+    // A client's subscriptions live as long as its connection; a reconnecting client restores them.
+    channel.once('disconnect', () => this.detach(subscriber));
+  }
+
+  /** Publishes from the server itself (`from` is 'server'). Throws TypeError for an invalid topic. Returns the number of clients it was queued for. */
+  public publish(topic: string, data: unknown): number {
+    assertValidTopic(topic);
+    return this.fanOut(topic, encodePayload(data, this.host.serialization, `publish to "${topic}"`), 'server', undefined);
+  }
+
+  public getStats(): IServerPubSubStats {
+    const patterns: Record<string, IPubSubPatternStats> = {};
+    for (const [pattern, stats] of this.patternStats) patterns[pattern] = { ...stats };
+    return {
+      published: this.published,
+      delivered: this.delivered,
+      dropped: this.dropped,
+      subscriptions: this.trie.size,
+      slowConsumers: this.slowConsumers,
+      patterns,
+    };
+  }
+
+  // ---- frames from clients ---------------------------------------------------------------------
+
+  private onSubscribe(subscriber: ISubscriber, frame: IFrame): void {
+    const pattern = frame.type;
+    const problem = describeInvalidPattern(pattern);
+    if (problem !== undefined) {
+      this.acknowledge(subscriber, EFrameKind.Subscribe, frame, { code: 'PROTOCOL_ERROR', message: problem });
+      return;
+    }
+    if (!subscriber.patterns.has(pattern)) {
+      subscriber.patterns.add(pattern);
+      this.trie.add(pattern, subscriber);
+      const stats = this.patternStats.get(pattern);
+      if (stats) stats.subscribers++;
+      else this.patternStats.set(pattern, { subscribers: 1, published: 0, delivered: 0, dropped: 0 });
+    }
+    this.acknowledge(subscriber, EFrameKind.Subscribe, frame);
+  }
+
+  private onUnsubscribe(subscriber: ISubscriber, frame: IFrame): void {
+    const pattern = frame.type;
+    if (subscriber.patterns.delete(pattern)) this.forget(pattern, subscriber);
+    this.acknowledge(subscriber, EFrameKind.Unsubscribe, frame);
+  }
+
+  private onPublish(publisher: ISubscriber, frame: IFrame): void {
+    const topic = frame.type;
+    const problem = describeInvalidTopic(topic);
+    if (problem !== undefined) {
+      this.host.onError(new IpcError('PROTOCOL_ERROR', `client "${publisher.clientId}" published to an invalid topic: ${problem}`), publisher.clientId);
+      return;
+    }
+    // Small payloads are copied into each socket's write slab at once; a large one is queued by
+    // reference and must not stay a view into the received chunk.
+    const payload = frame.payload.length >= WRITE_COPY_THRESHOLD_BYTES ? Buffer.from(frame.payload) : frame.payload;
+    const encoded: IEncodedPayload = { encoding: frame.flags & FLAG_ENCODING_MASK, payload: payload.length > 0 ? payload : undefined };
+    this.fanOut(topic, encoded, publisher.clientId, publisher);
+  }
+
+  /** Answers a SUBSCRIBE or UNSUBSCRIBE with a frame of the same kind and id: empty for done, a JSON refusal otherwise. */
+  private acknowledge(subscriber: ISubscriber, kind: EFrameKind, frame: IFrame, refusal?: IPubSubRefusal): void {
+    const body: IEncodedPayload = refusal === undefined ? EMPTY : { encoding: EPayloadEncoding.Json, payload: JSON.stringify(refusal) };
+    try {
+      subscriber.channel.sendEncodedNow(kind, frame.type, body, frame.id);
+    } catch (err) {
+      debug('pub/sub acknowledgement to %s not sent: %s', subscriber.clientId, (err as Error).message);
+    }
+  }
+
+  // ---- fan-out ---------------------------------------------------------------------------------
+
+  private fanOut(topic: string, encoded: IEncodedPayload, from: string, publisher: ISubscriber | undefined): number {
+    this.published++;
+    const seq = ++this.seq;
+    const headers = publisher === undefined ? undefined : { from };
+    const frameBytes = payloadSize(encoded) + topic.length * 3 + from.length * 3 + FRAME_OVERHEAD_BYTES;
+    let queuedFor = 0;
+    this.trie.match(topic, (pattern, subscribers) => {
+      const stats = this.patternStats.get(pattern)!;
+      stats.published++;
+      for (const subscriber of subscribers) {
+        if (subscriber === publisher) continue;
+        if (subscriber.seenSeq !== seq) {
+          subscriber.seenSeq = seq;
+          subscriber.seenQueued = this.deliver(subscriber, topic, encoded, headers, frameBytes);
+          if (subscriber.seenQueued) queuedFor++;
+        }
+        if (subscriber.seenQueued) stats.delivered++;
+        else stats.dropped++;
+      }
+    });
+    return queuedFor;
+  }
+
+  /** Queues one publish frame for one client unless its queue is full. */
+  private deliver(subscriber: ISubscriber, topic: string, encoded: IEncodedPayload, headers: Record<string, unknown> | undefined, frameBytes: number): boolean {
+    if (subscriber.slow) {
+      this.dropped++;
+      return false;
+    }
+    const queued = subscriber.channel.queuedBytes;
+    if (queued + frameBytes > this.host.maxQueuedBytes) {
+      this.dropped++;
+      this.markSlow(subscriber, queued);
+      return false;
+    }
+    try {
+      subscriber.channel.sendEncodedNow(EFrameKind.Publish, topic, encoded, 0, headers);
+    } catch (err) {
+      this.dropped++;
+      const error = err as IpcError;
+      // NOT_CONNECTED: the client is leaving and its subscriptions go with it. Anything else (a
+      // message over this client's maxMessageSize) is worth reporting.
+      if (error.code !== 'NOT_CONNECTED') {
+        const clientId = subscriber.clientId;
+        process.nextTick(() => this.host.onError(new IpcError(error.code, `publish to "${topic}" not delivered to "${clientId}": ${error.message}`, { cause: error }), clientId));
+      }
+      return false;
+    }
+    this.delivered++;
+    return true;
+  }
+
+  private markSlow(subscriber: ISubscriber, queuedBytes: number): void {
+    subscriber.slow = true;
+    this.slowConsumers++;
+    debug('client %s is a slow consumer (%d bytes queued); dropping its publishes until it drains', subscriber.clientId, queuedBytes);
+    // Reported after the fan-out: a listener must not run in the middle of it.
+    process.nextTick(() => this.host.onSlowConsumer(subscriber.clientId, queuedBytes));
+    void subscriber.channel.waitForDrain().then(() => this.clearSlow(subscriber));
+  }
+
+  private clearSlow(subscriber: ISubscriber): void {
+    if (!subscriber.slow) return;
+    subscriber.slow = false;
+    this.slowConsumers--;
+  }
+
+  // ---- bookkeeping -----------------------------------------------------------------------------
+
+  private detach(subscriber: ISubscriber): void {
+    for (const pattern of subscriber.patterns) this.forget(pattern, subscriber);
+    subscriber.patterns.clear();
+    this.clearSlow(subscriber);
+  }
+
+  private forget(pattern: string, subscriber: ISubscriber): void {
+    this.trie.remove(pattern, subscriber);
+    const stats = this.patternStats.get(pattern);
+    if (stats && --stats.subscribers === 0) this.patternStats.delete(pattern);
+  }
+}
