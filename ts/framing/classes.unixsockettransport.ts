@@ -64,6 +64,12 @@ export class UnixSocketTransport extends IpcTransport {
       throw new IpcError('ADDRESS_IN_USE', `a live server already answers on ${socketPath}`);
     }
     if (state === 'absent') return;
+    // connect() to a regular file or a directory also fails with ECONNREFUSED: never delete those.
+    const stat = plugins.fs.lstatSync(socketPath, { throwIfNoEntry: false });
+    if (!stat) return;
+    if (!stat.isSocket()) {
+      throw new IpcError('ADDRESS_IN_USE', `${socketPath} exists and is not a socket; refusing to remove it`);
+    }
     if (!this.options.autoCleanupSocketFile) {
       throw new IpcError('ADDRESS_IN_USE', `${socketPath} exists but no server answers on it; pass autoCleanupSocketFile: true to remove a stale socket file`);
     }
