@@ -287,6 +287,27 @@ describe('pub/sub semantics', () => {
     assert.deepEqual(errors.map((e) => e.code), ['HANDLER_ERROR', 'HANDLER_ERROR']);
   });
 
+  test('a publish too large for one subscriber is dropped for it and reported; the others get it', T, async (t) => {
+    const pair = await createPair('unix', { name: 'toolarge' });
+    t.after(() => pair.close());
+    const small = await pair.addClient({ maxMessageSize: 1024 });
+    const large = await pair.addClient();
+    const smallBox = inbox();
+    const largeBox = inbox();
+    await small.subscribe('blob.*', smallBox.handler);
+    await large.subscribe('blob.*', largeBox.handler);
+    const reported = waitForEvent<[IpcError, string]>(pair.server, 'error');
+    await pair.client.publish('blob.big', 'y'.repeat(4096));
+    const [error, clientId] = await reported;
+    assert.equal(error.code, 'MESSAGE_TOO_LARGE');
+    assert.equal(clientId, small.getClientId());
+    await largeBox.until(1);
+    await pair.client.publish('blob.small', 'ok');
+    await smallBox.until(1);
+    assert.deepEqual(smallBox.topics(), ['blob.small']);
+    assert.equal(pair.server.getStats().pubsub!.patterns['blob.*'].dropped, 1);
+  });
+
   test("serialization 'advanced' carries Map, Date, Buffer and BigInt through the broker untouched", T, async (t) => {
     const pair = await createPair('unix', { name: 'adv', server: { serialization: 'advanced' }, client: { serialization: 'advanced' } });
     t.after(() => pair.close());
