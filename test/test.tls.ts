@@ -89,6 +89,7 @@ describe('TLS', () => {
     t.after(() => client.disconnect());
     const err = await expectIpcError(client.connect(), 'SERVER_UNAVAILABLE');
     // The cause is the TLS verification failure from node:tls.
+    t.diagnostic(`untrusted certificate: ${err.code} (cause ${(err.cause as NodeJS.ErrnoException | undefined)?.code})`);
     assert.match(String((err.cause as NodeJS.ErrnoException | undefined)?.code), /CERT|SIGNATURE|ISSUER/);
     assert.equal(client.getIsConnected(), false);
   });
