@@ -82,7 +82,8 @@ export class SmartIpc {
     await SmartIpc.waitForServerId(options);
   }
 
-  private static async waitForServerId(options: IWaitForServerOptions): Promise<string> {
+  /** `signal` stops the probing early (spawnAndConnect, once its child has died). */
+  private static async waitForServerId(options: IWaitForServerOptions, signal?: AbortSignal): Promise<string> {
     const timeoutMs = options.timeoutMs ?? 10_000;
     const deadline = performance.now() + timeoutMs;
     const backoff = new Backoff(25, 500);
@@ -95,8 +96,17 @@ export class SmartIpc {
         if ((err as IpcError).code === 'ID_MISMATCH' || (err as IpcError).code === 'PROTOCOL_ERROR') throw err;
       }
       const delay = backoff.next();
-      if (performance.now() + delay > deadline) break;
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      if (performance.now() + delay > deadline || signal?.aborted) break;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, delay);
+        function done() {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        }
+        signal?.addEventListener('abort', done, { once: true });
+      });
+      if (signal?.aborted) break;
     }
     throw new IpcError('TIMEOUT', `no server answered on ${describeEndpoint(options)} within ${timeoutMs} ms (last: ${(lastError as Error)?.message})`, { cause: lastError });
   }
@@ -122,8 +132,11 @@ export class SmartIpc {
     });
     exited.catch(() => undefined);
     let client: IpcClient | undefined;
+    // Once the child has died the probing is pointless; without this it would go on (and keep the
+    // process alive) until timeoutMs.
+    const probing = new AbortController();
     try {
-      const serverId = await Promise.race([SmartIpc.waitForServerId({ ...endpointOf(options), id: options.id, timeoutMs }), exited]);
+      const serverId = await Promise.race([SmartIpc.waitForServerId({ ...endpointOf(options), id: options.id, timeoutMs }, probing.signal), exited]);
       client = new IpcClient({
         ...options.clientOptions,
         ...endpointOf(options),
@@ -136,6 +149,7 @@ export class SmartIpc {
       child.removeAllListeners('exit');
       return { client, serverProcess: child };
     } catch (err) {
+      probing.abort();
       await client?.disconnect().catch(() => undefined);
       child.kill('SIGKILL');
       const tail = stderr.trim() ? `\n--- server stderr (tail) ---\n${stderr.trim().split('\n').slice(-20).join('\n')}` : '';

@@ -1,6 +1,7 @@
 // A server in its own process, for the resilience tests.
 //   node --import tsx test/helpers/resilience-server.ts <socketPath> <id>
-// env RESILIENCE_SERVER_OPTIONS: JSON of extra server options (heartbeat, autoCleanupSocketFile...).
+// env RESILIENCE_SERVER_OPTIONS: JSON of extra server options (heartbeat, autoCleanupSocketFile...);
+// RESILIENCE_QUIET=1 keeps stdout empty (spawnAndConnect lets the child write to the test's stdout).
 // Says "ready <pid>" on stdout and { event: 'ready', pid } over IPC (when forked) once accepting.
 // IPC commands: { cmd: 'restart', graceMs } (stop and start again in this process), { cmd: 'stop' }.
 import { SmartIpc, type IpcServer, type IIpcServerOptions } from '../../ts/index.js';
@@ -45,7 +46,7 @@ function createServer(): IpcServer {
 let server = createServer();
 
 function announceReady(): void {
-  process.stdout.write(`ready ${process.pid}\n`);
+  if (process.env.RESILIENCE_QUIET !== '1') process.stdout.write(`ready ${process.pid}\n`);
   process.send?.({ event: 'ready', pid: process.pid });
 }
 
