@@ -186,6 +186,34 @@ for (const kind of TRANSPORTS) {
       assert.equal(await started.server.requestClient(clientId, 'who'), 'newer');
       await expectIpcError(older.request('sync'), 'NOT_CONNECTED');
     });
+
+    test('duplicate clientId: the server reports the old one leaving before the new one arrives, and the replaced client does not fight back', T, async (t) => {
+      const started = await startServer(kind);
+      t.after(() => started.stop());
+      const clientId = uniqueId('dup');
+      const events: string[] = [];
+      started.server.on('clientConnect', (id) => events.push(`connect:${id}`));
+      started.server.on('clientDisconnect', (id) => events.push(`disconnect:${id}`));
+      // Both would reconnect by default; the replaced one must not, or the two would evict each other forever.
+      const older = makeClient(started, { clientId, reconnect: { enabled: true, initialDelay: 10, maxDelay: 20 } });
+      const newer = makeClient(started, { clientId, reconnect: { enabled: true, initialDelay: 10, maxDelay: 20 } });
+      t.after(() => older.disconnect());
+      t.after(() => newer.disconnect());
+      let olderReconnects = 0;
+      older.on('reconnecting', () => olderReconnects++);
+      await older.connect();
+      const [reason] = await Promise.all([waitForEvent<[IpcError]>(older, 'disconnect'), newer.connect()]).then(([args]) => args);
+      assert.equal(reason.code, 'CONNECTION_LOST');
+      assert.match(reason.message, /replaced/);
+      assert.deepEqual(events, [`connect:${clientId}`, `disconnect:${clientId}`, `connect:${clientId}`]);
+      // Well past the reconnect delays: still no reconnect attempt, and no late disconnect event.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(olderReconnects, 0);
+      assert.equal(older.getIsConnected(), false);
+      assert.equal(newer.getIsConnected(), true);
+      assert.deepEqual(events, [`connect:${clientId}`, `disconnect:${clientId}`, `connect:${clientId}`]);
+      assert.deepEqual(started.server.getClientIds(), [clientId]);
+    });
   });
 }
 

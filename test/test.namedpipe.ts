@@ -15,11 +15,17 @@ describe('toPipePath', () => {
     }
   });
 
-  test('any other path becomes a pipe named after it', () => {
-    assert.equal(toPipePath('/tmp/my-app.sock'), `${PIPE_PREFIX}tmp-my-app.sock`);
-    assert.equal(toPipePath('C:\\Users\\me\\app.sock'), `${PIPE_PREFIX}Users-me-app.sock`);
-    assert.equal(toPipePath('relative/dir/app.sock'), `${PIPE_PREFIX}relative-dir-app.sock`);
-    assert.equal(toPipePath('plain'), `${PIPE_PREFIX}plain`);
+  test('any other path becomes a pipe named after it, with a hash of the full path', () => {
+    const hashed = (readable: string) => new RegExp(`^${PIPE_PREFIX.replace(/\\/g, '\\\\')}${readable.replace(/\./g, '\\.')}-[0-9a-f]{8}$`);
+    assert.match(toPipePath('/tmp/my-app.sock'), hashed('tmp-my-app.sock'));
+    assert.match(toPipePath('C:\\Users\\me\\app.sock'), hashed('Users-me-app.sock'));
+    assert.match(toPipePath('relative/dir/app.sock'), hashed('relative-dir-app.sock'));
+    assert.match(toPipePath('plain'), hashed('plain'));
+  });
+
+  test('paths that differ only in separators versus dashes map to different pipes', () => {
+    assert.notEqual(toPipePath('/tmp/a-b.sock'), toPipePath('/tmp/a/b.sock'));
+    assert.notEqual(toPipePath('C:\\run\\app.sock'), toPipePath('D:\\run\\app.sock'));
   });
 
   test('a path with nothing usable in it still gets a valid pipe name', () => {
@@ -55,8 +61,9 @@ describe('createTransport picks the medium', () => {
   test('win32 with a socketPath: a named pipe', () => {
     const transport = createTransport({ socketPath: '/tmp/svc.sock' }, limits, {}, 'win32');
     assert.ok(transport instanceof NamedPipeTransport);
-    assert.equal((transport as NamedPipeTransport).pipePath, `${PIPE_PREFIX}tmp-svc.sock`);
-    assert.equal(transport.describe(), `${PIPE_PREFIX}tmp-svc.sock`);
+    assert.equal((transport as NamedPipeTransport).pipePath, toPipePath('/tmp/svc.sock'));
+    assert.ok((transport as NamedPipeTransport).pipePath.startsWith(`${PIPE_PREFIX}tmp-svc.sock-`));
+    assert.equal(transport.describe(), toPipePath('/tmp/svc.sock'));
     const explicit = createTransport({ socketPath: '\\\\.\\pipe\\svc' }, limits, {}, 'win32');
     assert.ok(explicit instanceof NamedPipeTransport);
     assert.equal((explicit as NamedPipeTransport).pipePath, '\\\\.\\pipe\\svc');

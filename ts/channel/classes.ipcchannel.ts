@@ -1,6 +1,6 @@
 import * as plugins from '../plugins.js';
 import { IpcError, toRemoteError, type IRemoteError, isIpcErrorCode } from '../smartipc.errors.js';
-import { EFrameKind, EPayloadEncoding, type IFrame, type IGoodbyePayload, type TSerialization } from '../interfaces/wire.js';
+import { EFrameKind, EPayloadEncoding, type IFrame, type IGoodbyePayload, type TGoodbyeCode, type TSerialization } from '../interfaces/wire.js';
 import type { IRequestOptions } from '../interfaces/options.js';
 import type { IIpcChannelEvents, IIpcMetrics, IMessageContext, TMessageHandler } from '../interfaces/events.js';
 import type { IpcTransport, ITransportHandler } from '../framing/classes.transport.js';
@@ -54,7 +54,7 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
   private readonly pending = new PendingRequests();
   private heartbeat?: Heartbeat;
   private outbox?: Outbox;
-  private goodbyeReason?: string;
+  private goodbye?: IGoodbyePayload;
   private activeHandlers = 0;
   private idleWaiters: Array<() => void> = [];
   private readonly frameHooks = new Map<EFrameKind, TFrameHook>();
@@ -93,7 +93,7 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
     this.transport = transport;
     transport.counters = this.config.metrics;
     this.peerId = peerId;
-    this.goodbyeReason = undefined;
+    this.goodbye = undefined;
     this.connectedAt = Date.now();
     this.lastActivity = this.connectedAt;
     this.flushOutbox();
@@ -126,12 +126,17 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
     }
   }
 
+  /** What the peer said when it closed the current (or last) connection, if it said anything. */
+  public get peerGoodbye(): IGoodbyePayload | undefined {
+    return this.goodbye;
+  }
+
   /** Tells the peer why we are leaving, then closes once queued frames are out. */
-  public close(reason: string): void {
+  public close(reason: string, code: TGoodbyeCode = 'closing'): void {
     const transport = this.transport;
     if (!transport?.isOpen) return;
     try {
-      sendJsonFrame(transport, EFrameKind.Goodbye, { reason } satisfies IGoodbyePayload);
+      sendJsonFrame(transport, EFrameKind.Goodbye, { reason, code } satisfies IGoodbyePayload);
     } catch {
       // closing anyway
     }
@@ -324,9 +329,10 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
         return;
       case EFrameKind.Goodbye:
         try {
-          this.goodbyeReason = (JSON.parse(frame.payload.toString('utf8')) as IGoodbyePayload).reason;
+          const body = JSON.parse(frame.payload.toString('utf8')) as IGoodbyePayload;
+          this.goodbye = { reason: String(body.reason), ...(typeof body.code === 'string' ? { code: body.code } : {}) };
         } catch {
-          this.goodbyeReason = 'closed by peer';
+          this.goodbye = { reason: 'closed by peer' };
         }
         return;
       default: {
@@ -346,8 +352,8 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
     this.heartbeat?.stop();
     this.heartbeat = undefined;
     this.transport = undefined;
-    const reason = this.goodbyeReason !== undefined
-      ? new IpcError('CONNECTION_LOST', `${this.peerId} closed the connection: ${this.goodbyeReason}`)
+    const reason = this.goodbye !== undefined
+      ? new IpcError('CONNECTION_LOST', `${this.peerId} closed the connection: ${this.goodbye.reason}`)
       : error ?? new IpcError('CONNECTION_LOST', `connection to ${this.peerId} closed`);
     if (reason.code === 'CONNECTION_LOST' && error && error.code !== 'CONNECTION_LOST') this.config.metrics.errors++;
     this.pending.rejectAll(

@@ -317,6 +317,10 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
         await transport.connect();
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        // System errors look like ECONNREFUSED; certificate failures (UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_TLS_...) do not.
+        if (this.options.endpoint.tls && !/^E[A-Z]+$/.test(code)) {
+          throw new IpcError('SERVER_UNAVAILABLE', `TLS handshake with ${transport.describe()} failed (${code}): ${(err as Error).message}`, { cause: err });
+        }
         const hint = this.options.clientOnly ? '; clientOnly prevents hosting the endpoint' : '';
         throw new IpcError('SERVER_UNAVAILABLE', `no server at ${transport.describe()} (${code})${hint}`, { cause: err });
       }
@@ -346,7 +350,9 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     const wasConnected = this.state === 'connected';
     this.emit('disconnect', reason);
     if (!wasConnected) return;
-    if (!this.options.reconnect.enabled) {
+    // A newer connection with our clientId took over; reconnecting would evict it in turn, forever.
+    const replaced = this.channel.peerGoodbye?.code === 'replaced';
+    if (!this.options.reconnect.enabled || replaced) {
       this.state = 'idle';
       this.subscriptions.stop(reason);
       return;

@@ -6,15 +6,18 @@ const PIPE_PREFIXES = ['\\\\.\\pipe\\', '\\\\?\\pipe\\'];
 
 /**
  * Maps a socketPath to a Windows pipe name. `\\.\pipe\NAME` passes through; any other path
- * becomes a pipe named after it, so the same option works on every platform.
+ * becomes a pipe named after it, so the same option works on every platform. Separators become
+ * '-', which alone would map `/a-b.sock` and `/a/b.sock` to one name: a short hash of the whole
+ * path keeps distinct paths on distinct pipes.
  */
 export function toPipePath(socketPath: string): string {
   if (PIPE_PREFIXES.some((prefix) => socketPath.toLowerCase().startsWith(prefix))) return socketPath;
-  const name = socketPath
+  const readable = socketPath
     .replace(/^[a-zA-Z]:/, '')
     .replace(/[\\/:]+/g, '-')
     .replace(/^-+/, '');
-  return `\\\\.\\pipe\\${name || 'smartipc'}`;
+  const hash = plugins.crypto.createHash('sha256').update(socketPath).digest('hex').slice(0, 8);
+  return `\\\\.\\pipe\\${readable || 'smartipc'}-${hash}`;
 }
 
 /** A Windows named pipe. Pipes have no file on disk to clean up and no mode. */

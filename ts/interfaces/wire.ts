@@ -94,6 +94,10 @@ export interface IRejectPayload {
 
 export interface IGoodbyePayload {
   reason: string;
+  /** Why, for machines: 'replaced' tells a client not to reconnect (a newer connection took its clientId). */
+  code?: TGoodbyeCode;
 }
+
+export type TGoodbyeCode = 'stopping' | 'closing' | 'replaced';
 
 export type TSerialization = 'json' | 'advanced';

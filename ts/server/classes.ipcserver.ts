@@ -53,6 +53,8 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   private readonly metrics: IIpcMetrics = emptyMetrics();
   private readonly clients = new Map<string, IClientEntry>();
   private readonly handshaking = new Set<IpcTransport>();
+  /** Connections closed because a newer one took their clientId: their disconnect was already reported. */
+  private readonly replaced = new WeakSet<IpcChannel>();
   private readonly medium: IpcTransport;
   private listener?: IIpcListener;
   /** Features (pub/sub, streams) that set up each client's channel before it goes live. */
@@ -352,8 +354,14 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     const clientId = hello.clientId;
     const previous = this.clients.get(clientId);
     if (previous) {
-      debug('client %s reconnected; closing its previous connection', clientId);
-      previous.channel.destroy(new IpcError('CONNECTION_LOST', `replaced by a newer connection with clientId "${clientId}"`));
+      // The older connection leaves first, so that presence tracked from the events stays right:
+      // clientDisconnect(old) now, clientConnect(new) below, nothing later from the old one.
+      debug('client %s connected again; closing its previous connection', clientId);
+      const reason = new IpcError('CONNECTION_LOST', `replaced by a newer connection with clientId "${clientId}"`);
+      this.replaced.add(previous.channel);
+      this.clients.delete(clientId);
+      this.emit('clientDisconnect', clientId, reason);
+      previous.channel.close(reason.message, 'replaced');
     }
     transport.peerMaxMessageSize = hello.maxMessageSize;
     sendJsonFrame(transport, EFrameKind.Welcome, this.welcomeFor(clientId));
@@ -368,6 +376,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     });
     this.clients.set(clientId, { channel, metadata: hello.metadata });
     channel.on('disconnect', (reason) => {
+      if (this.replaced.delete(channel)) return;
       if (this.clients.get(clientId)?.channel === channel) this.clients.delete(clientId);
       this.emit('clientDisconnect', clientId, reason);
     });
@@ -387,7 +396,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     if (!channel.isConnected) return Promise.resolve();
     return new Promise((resolve) => {
       channel.once('disconnect', () => resolve());
-      channel.close(reason);
+      channel.close(reason, 'stopping');
     });
   }
 
