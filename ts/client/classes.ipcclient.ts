@@ -256,8 +256,10 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
         const error = err as IpcError;
         if (this.isClosed()) throw new IpcError('NOT_CONNECTED', 'disconnect() was called while connecting', { cause: error });
         if (isIpcError(error) && PERMANENT_CODES.has(error.code)) throw error;
-        const delay = backoff.next();
-        if (attempt >= maxAttempts || performance.now() + delay > deadline) {
+        // The last attempt happens at the deadline rather than one backoff step before it.
+        const remaining = deadline - performance.now();
+        const delay = Math.min(backoff.next(), Math.max(0, remaining));
+        if (attempt >= maxAttempts || remaining <= 0) {
           if (retrying && isIpcError(error, 'SERVER_UNAVAILABLE')) {
             throw new IpcError('SERVER_UNAVAILABLE', `${error.message}; gave up after ${attempt} attempts`, { cause: error.cause });
           }

@@ -43,7 +43,9 @@ export class UnixSocketTransport extends IpcTransport {
       address: () => ({ socketPath }),
       close: async () => {
         await closeServer(server);
-        // Remove the file only if it is still the one we bound (a successor may own the path now).
+        // libuv already unlinks the bound path when the server closes; this removes what is left if
+        // that did not happen, and only if it is still the file we bound. (A successor that bound the
+        // same path after our file was deleted loses its file either way: one server per path.)
         const now = plugins.fs.statSync(socketPath, { throwIfNoEntry: false });
         if (now && created && now.ino === created.ino) {
           try {
