@@ -17,7 +17,7 @@ export interface IStreamReceiveHost {
 type TIncomingState = 'open' | 'complete' | 'closed';
 
 /**
- * The receiver's readable. Credit is granted from `_read`, i.e. at the pace the consumer reads:
+ * The receiver's readable. Credit is granted as the consumer reads (see `read`):
  * a reader that stops makes the sender stop after at most one window. The end frame's byte count
  * (and digest) is checked before the readable ends; a mismatch errors it with PROTOCOL_ERROR and
  * tells the sender.
@@ -33,6 +33,7 @@ export class IncomingStream extends plugins.stream.Readable {
   private costs: number[] = [];
   private costsHead = 0;
   private costsBytes = 0;
+  private creditCheckScheduled = false;
 
   constructor(
     private readonly host: IStreamReceiveHost,
@@ -128,11 +129,34 @@ export class IncomingStream extends plugins.stream.Readable {
     this.destroy();
   }
 
+  /**
+   * Every consumer (pipe, 'data', 'readable', async iteration) takes data through read(), so
+   * credit is reconsidered after each read, once the data it took has left the buffer. (_read
+   * alone is not enough: Node calls it before removing what it reads, and not again until a push,
+   * so a grant refused there could never be revisited.)
+   */
+  public override read(size?: number): any {
+    const chunk = super.read(size);
+    this.scheduleCreditCheck();
+    return chunk;
+  }
+
   public override _read(): void {
+    this.scheduleCreditCheck();
+  }
+
+  private scheduleCreditCheck(): void {
+    if (this.creditCheckScheduled || this.state !== 'open') return;
+    this.creditCheckScheduled = true;
+    process.nextTick(this.checkCredit);
+  }
+
+  private readonly checkCredit = (): void => {
+    this.creditCheckScheduled = false;
     if (this.state !== 'open') return;
     const grant = this.window.grantFor(this.unreadBytes());
     if (grant > 0) this.host.send(EFrameKind.StreamCredit, '', creditPayload(grant), this.id).catch(() => undefined);
-  }
+  };
 
   /** The consumer destroyed the readable (pipeline failure, early exit): the sender is told why. */
   public override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
