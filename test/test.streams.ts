@@ -455,6 +455,23 @@ describe('connection loss', () => {
     assert.equal(source.destroyed, true);
   });
 
+  test('a readable that is only .pipe()d (no error listener) closes without crashing the process when the sender goes away', T, async (t) => {
+    const pair = await createPair('unix');
+    t.after(() => pair.close());
+    const received = nextStream(pair.server);
+    const sent = pair.client.sendStream(generator());
+    sent.catch(() => undefined);
+    const [, readable] = await received;
+    let bytes = 0;
+    readable.pipe(new Writable({ write: (chunk: Buffer, _encoding, callback) => ((bytes += chunk.length), callback()) }));
+    await waitUntil(() => bytes > MiB, 5_000, 'bytes piped');
+    const closed = new Promise<void>((resolve) => readable.once('close', () => resolve()));
+    await pair.client.disconnect();
+    await withTimeout(closed, 5_000, 'readable close');
+    assert.equal(readable.destroyed, true);
+    assert.equal(readable.readableEnded, false, 'a stream cut short must not look complete');
+  });
+
   test('a stream cannot start without a connection (NOT_CONNECTED), and a disconnect mid-stream fails both sides', T, async (t) => {
     const pair = await createPair('unix');
     t.after(() => pair.close());

@@ -158,13 +158,18 @@ export class IncomingStream extends plugins.stream.Readable {
     if (grant > 0) this.host.send(EFrameKind.StreamCredit, '', creditPayload(grant), this.id).catch(() => undefined);
   };
 
-  /** The consumer destroyed the readable (pipeline failure, early exit): the sender is told why. */
+  /**
+   * The consumer destroyed the readable (pipeline failure, early exit): the sender is told why.
+   * Like http.IncomingMessage, the error is emitted only to an 'error' listener (pipeline, for
+   * await and stream.finished add one): a peer that dies must not crash a process whose code
+   * merely `.pipe()`d the stream somewhere.
+   */
   public override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     if (this.state === 'open') {
       this.markClosed();
       this.tellSender(error ?? new IpcError('STREAM_CANCELLED', `stream "${this.streamId}" was destroyed by its reader`));
     }
-    callback(error);
+    callback(error && this.listenerCount('error') > 0 ? error : null);
   }
 
   private failProtocol(message: string): void {
