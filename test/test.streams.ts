@@ -226,6 +226,45 @@ describe('flow control', () => {
     await waitUntil(() => counter.bytes === 64 * MiB, 5_000, 'all bytes read');
   });
 
+  test('16 streams each way at once, odd chunk sizes, readers that pause at random: every stream arrives intact', T, async (t) => {
+    const pair = await createPair('unix');
+    t.after(() => pair.close());
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const digests = new Map<string, string>();
+    /** A reader that takes a short break now and then, and checks the digest the sender announced in meta. */
+    const check = async (info: IStreamInfo, readable: Readable) => {
+      const hash = crypto.createHash('sha256');
+      for await (const chunk of readable) {
+        hash.update(chunk as Buffer);
+        if (random() < 0.05) await new Promise((resolve) => setTimeout(resolve, 1 + random() * 5));
+      }
+      digests.set(info.streamId, hash.digest('hex'));
+    };
+    const readers: Promise<void>[] = [];
+    pair.server.on('stream', (info, readable) => void readers.push(check(info, readable)));
+    pair.client.on('stream', (info, readable) => void readers.push(check(info, readable)));
+    const expected = new Map<string, string>();
+    const sends: Promise<void>[] = [];
+    for (let i = 0; i < 32; i++) {
+      const data = crypto.randomBytes(Math.floor(random() * 3 * MiB));
+      const streamId = `mix-${i}`;
+      expected.set(streamId, crypto.createHash('sha256').update(data).digest('hex'));
+      const pieces = Readable.from((function* () {
+        for (let offset = 0; offset < data.length; ) {
+          const size = 1 + Math.floor(random() * 300_000);
+          yield data.subarray(offset, offset + size);
+          offset += size;
+        }
+      })(), { objectMode: false });
+      const options = { streamId, chunkSize: 1000 + Math.floor(random() * 200_000), checksum: 'sha256' as const };
+      sends.push(i % 2 === 0 ? pair.client.sendStream(pieces, options) : pair.server.sendStreamToClient(pair.client.getClientId(), pieces, options));
+    }
+    await withTimeout(Promise.all(sends), 25_000, '32 mixed streams');
+    await withTimeout(Promise.all(readers), 5_000, 'readers');
+    assert.deepEqual(new Map([...digests].sort()), new Map([...expected].sort()));
+  });
+
   test('1 GiB through a slow reader: the sender is slowed to the reader\'s pace and RSS grows < 64 MiB on each side (child processes)', { timeout: 120_000 }, async (t) => {
     const total = Number(process.env.SMARTIPC_STREAM_RSS_BYTES ?? 1024 * MiB);
     const readerBytesPerSecond = 96 * MiB;
