@@ -536,6 +536,7 @@ async function main() {
   console.log('');
   console.log(`${m.cpus} x ${m.cpuModel}, ${m.totalMemGiB} GiB, ${m.platform}, Node ${m.node}; Unix socket; median of ${options.runs} run(s); ` +
     `load average ${loadBefore[0].toFixed(2)} before, ${report.loadAverage.after[0].toFixed(2)} after.`);
+  if (options.smoke) notes.push('smoke run (CI): checks that every scenario still runs; its figures mean nothing');
   for (const note of notes) console.log(`note: ${note}`);
 
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
