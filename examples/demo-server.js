@@ -1,7 +1,6 @@
 // The service side of the demo: a process that answers requests, publishes job events and
 // receives a file. Started by demo.js through SmartIpc.spawnAndConnect.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,15 +30,19 @@ server.onMessage('startJob', async ({ steps }, clientId) => {
   return { accepted: true };
 });
 
+// basename -> promise of the sha256 of what arrived (hashed while it streams to disk)
 const received = new Map();
-server.on('stream', async (info, readable) => {
+server.on('stream', (info, readable) => {
   const target = join(tmpdir(), `smartipc-demo-received-${process.pid}-${info.meta.basename}`);
   log(`receiving ${info.meta.basename} (${info.meta.size} bytes) from ${info.clientId}`);
-  await SmartIpc.pipeStreamToFile(readable, target);
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(target)) hash.update(chunk);
-  received.set(info.meta.basename, hash.digest('hex'));
-  await rm(target, { force: true });
+  readable.on('data', (chunk) => hash.update(chunk));
+  const digest = SmartIpc.pipeStreamToFile(readable, target).then(async () => {
+    await rm(target, { force: true });
+    return hash.digest('hex');
+  });
+  digest.catch(() => undefined);
+  received.set(info.meta.basename, digest);
 });
 
 server.onMessage('fileDigest', ({ basename }) => received.get(basename) ?? null);
