@@ -206,6 +206,18 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
     this.config.metrics.messagesSent++;
   }
 
+  /**
+   * Queues a complete frame encoded once elsewhere (`encodeFrame`, length prefix included) on the
+   * open connection, without waiting for drain: fan-out encodes a publish once for all subscribers.
+   * Throws NOT_CONNECTED or MESSAGE_TOO_LARGE (over this peer's limit).
+   */
+  public sendPrebuiltNow(frame: Buffer): void {
+    const transport = this.transport;
+    if (!transport?.isOpen) throw this.notConnected();
+    transport.sendEncoded(frame);
+    this.config.metrics.messagesSent++;
+  }
+
   /** Bytes queued for the peer and not yet taken by the kernel (0 when not connected). */
   public get queuedBytes(): number {
     return this.transport?.queuedBytes ?? 0;

@@ -8,6 +8,8 @@ import {
   FRAME_KIND_MAX,
   FRAME_MAX_TYPE_BYTES,
   FRAME_PREFIX_BYTES,
+  type EFrameKind,
+  type EPayloadEncoding,
   type IFrame,
   type IOutgoingFrame,
 } from '../interfaces/wire.js';
@@ -25,34 +27,48 @@ export class FrameEncoder {
   /** Completed segments (slab views and by-reference payloads) in wire order. */
   private segments: Buffer[] = [];
   private segmentBytes = 0;
+  /** The last type written and its UTF-8 bytes: runs of one type skip re-measuring and re-encoding it. */
+  private lastType = '';
+  private lastTypeBytes: Buffer = Buffer.alloc(0);
 
   /** Bytes encoded and not yet taken. */
   public get pendingBytes(): number {
     return this.segmentBytes + (this.offset - this.start);
   }
 
+  /** Appends one frame described by an object (see `appendFrame` for the hot path). */
+  public append(frame: IOutgoingFrame, maxFrameBytes: number): number {
+    const headersJson = frame.headers === undefined ? undefined : JSON.stringify(frame.headers);
+    return this.appendFrame(frame.kind, frame.encoding, frame.id, frame.type, headersJson, frame.payload, maxFrameBytes);
+  }
+
   /**
    * Appends one frame and returns its size on the wire. Throws MESSAGE_TOO_LARGE (and encodes
    * nothing) when the frame would exceed `maxFrameBytes`, the receiver's limit.
    */
-  public append(frame: IOutgoingFrame, maxFrameBytes: number): number {
-    const typeBytes = frame.type.length === 0 ? 0 : Buffer.byteLength(frame.type, 'utf8');
-    if (typeBytes > FRAME_MAX_TYPE_BYTES) {
-      throw new IpcError('PROTOCOL_ERROR', `type "${frame.type.slice(0, 64)}..." is longer than ${FRAME_MAX_TYPE_BYTES} bytes`);
-    }
-    const headersJson = frame.headers === undefined ? undefined : JSON.stringify(frame.headers);
+  public appendFrame(
+    kind: EFrameKind,
+    encoding: EPayloadEncoding,
+    id: number,
+    type: string,
+    headersJson: string | undefined,
+    payload: Buffer | string | undefined,
+    maxFrameBytes: number,
+  ): number {
+    const typeBuffer = this.typeBytes(type);
+    const typeBytes = typeBuffer.length;
     const headersBytes = headersJson === undefined ? 0 : Buffer.byteLength(headersJson, 'utf8');
     const headerLength = FRAME_PREFIX_BYTES + FRAME_FIXED_HEADER_BYTES + typeBytes + (headersJson === undefined ? 0 : 4 + headersBytes);
-    const payload = frame.payload;
+    const flags = (encoding & FLAG_ENCODING_MASK) | (headersJson === undefined ? 0 : FLAG_HAS_HEADERS);
 
     // A string payload's UTF-8 size is at most 3 bytes per UTF-16 unit: if that fits, write in place.
     if (typeof payload === 'string' && payload.length * 3 + headerLength <= WRITE_SLAB_BYTES) {
       this.reserve(headerLength + payload.length * 3);
       const payloadStart = this.offset + headerLength;
-      const payloadBytes = payload.length === 0 ? 0 : this.slab.write(payload, payloadStart, 'utf8');
+      const payloadBytes = payload.length === 0 ? 0 : this.slab.write(payload, payloadStart);
       const frameLength = headerLength - FRAME_PREFIX_BYTES + payloadBytes;
-      this.checkSize(frameLength, maxFrameBytes, frame.type);
-      this.writeHeader(frame, frameLength, typeBytes, headersJson, headersBytes);
+      if (frameLength > maxFrameBytes) throw tooLarge(type, frameLength, maxFrameBytes);
+      this.writeHeader(frameLength, kind, flags, id, typeBuffer, headersJson, headersBytes);
       this.offset = payloadStart + payloadBytes;
       return frameLength + FRAME_PREFIX_BYTES;
     }
@@ -60,25 +76,44 @@ export class FrameEncoder {
     const payloadBuffer = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
     const payloadBytes = payloadBuffer === undefined ? 0 : payloadBuffer.length;
     const frameLength = headerLength - FRAME_PREFIX_BYTES + payloadBytes;
-    this.checkSize(frameLength, maxFrameBytes, frame.type);
+    if (frameLength > maxFrameBytes) throw tooLarge(type, frameLength, maxFrameBytes);
 
     if (payloadBytes < WRITE_COPY_THRESHOLD_BYTES) {
       this.reserve(headerLength + payloadBytes);
-      this.writeHeader(frame, frameLength, typeBytes, headersJson, headersBytes);
+      this.writeHeader(frameLength, kind, flags, id, typeBuffer, headersJson, headersBytes);
       this.offset += headerLength;
       if (payloadBuffer !== undefined && payloadBytes > 0) {
-        payloadBuffer.copy(this.slab, this.offset);
+        this.slab.set(payloadBuffer, this.offset);
         this.offset += payloadBytes;
       }
     } else {
       this.reserve(headerLength);
-      this.writeHeader(frame, frameLength, typeBytes, headersJson, headersBytes);
+      this.writeHeader(frameLength, kind, flags, id, typeBuffer, headersJson, headersBytes);
       this.offset += headerLength;
       this.cutSegment();
       this.segments.push(payloadBuffer!);
       this.segmentBytes += payloadBytes;
     }
     return frameLength + FRAME_PREFIX_BYTES;
+  }
+
+  /**
+   * Appends a complete, already-encoded frame (length prefix included), e.g. one publish encoded
+   * once for many subscribers. Small frames are copied into the slab; large ones go by reference.
+   */
+  public appendEncoded(frame: Buffer, maxFrameBytes: number): number {
+    const frameLength = frame.length - FRAME_PREFIX_BYTES;
+    if (frameLength > maxFrameBytes) throw tooLarge('(encoded)', frameLength, maxFrameBytes);
+    if (frame.length < WRITE_COPY_THRESHOLD_BYTES) {
+      this.reserve(frame.length);
+      this.slab.set(frame, this.offset);
+      this.offset += frame.length;
+    } else {
+      this.cutSegment();
+      this.segments.push(frame);
+      this.segmentBytes += frame.length;
+    }
+    return frame.length;
   }
 
   /** Hands over everything encoded since the last take, in order. The slab is never rewritten under a taken view. */
@@ -90,28 +125,43 @@ export class FrameEncoder {
     return segments;
   }
 
-  private checkSize(frameLength: number, maxFrameBytes: number, type: string): void {
-    if (frameLength > maxFrameBytes) {
-      throw new IpcError(
-        'MESSAGE_TOO_LARGE',
-        `frame "${type}" is ${frameLength} bytes, over the receiver's maxMessageSize of ${maxFrameBytes} bytes`,
-      );
+  private typeBytes(type: string): Buffer {
+    if (type === this.lastType) return this.lastTypeBytes;
+    const bytes = Buffer.from(type, 'utf8');
+    if (bytes.length > FRAME_MAX_TYPE_BYTES) {
+      throw new IpcError('PROTOCOL_ERROR', `type "${type.slice(0, 64)}..." is longer than ${FRAME_MAX_TYPE_BYTES} bytes`);
     }
+    this.lastType = type;
+    this.lastTypeBytes = bytes;
+    return bytes;
   }
 
-  private writeHeader(frame: IOutgoingFrame, frameLength: number, typeBytes: number, headersJson: string | undefined, headersBytes: number): void {
+  /** Plain byte stores: Buffer#writeUInt32BE re-validates its arguments on every call. */
+  private writeHeader(frameLength: number, kind: number, flags: number, id: number, typeBuffer: Buffer, headersJson: string | undefined, headersBytes: number): void {
     const buf = this.slab;
     let o = this.offset;
-    buf.writeUInt32BE(frameLength, o);
-    buf[o + 4] = frame.kind;
-    buf[o + 5] = (frame.encoding & FLAG_ENCODING_MASK) | (headersJson === undefined ? 0 : FLAG_HAS_HEADERS);
-    buf.writeUInt32BE(frame.id >>> 0, o + 6);
-    buf.writeUInt16BE(typeBytes, o + 10);
+    buf[o] = frameLength >>> 24;
+    buf[o + 1] = frameLength >>> 16;
+    buf[o + 2] = frameLength >>> 8;
+    buf[o + 3] = frameLength;
+    buf[o + 4] = kind;
+    buf[o + 5] = flags;
+    buf[o + 6] = id >>> 24;
+    buf[o + 7] = id >>> 16;
+    buf[o + 8] = id >>> 8;
+    buf[o + 9] = id;
+    const typeBytes = typeBuffer.length;
+    buf[o + 10] = typeBytes >>> 8;
+    buf[o + 11] = typeBytes;
     o += 12;
-    if (typeBytes > 0) o += buf.write(frame.type, o, 'utf8');
+    if (typeBytes > 0) {
+      if (typeBytes <= 16) for (let i = 0; i < typeBytes; i++) buf[o + i] = typeBuffer[i];
+      else buf.set(typeBuffer, o);
+      o += typeBytes;
+    }
     if (headersJson !== undefined) {
       buf.writeUInt32BE(headersBytes, o);
-      buf.write(headersJson, o + 4, 'utf8');
+      buf.write(headersJson, o + 4);
     }
   }
 
@@ -131,6 +181,10 @@ export class FrameEncoder {
       this.start = this.offset;
     }
   }
+}
+
+function tooLarge(type: string, frameLength: number, maxFrameBytes: number): IpcError {
+  return new IpcError('MESSAGE_TOO_LARGE', `frame "${type}" is ${frameLength} bytes, over the receiver's maxMessageSize of ${maxFrameBytes} bytes`);
 }
 
 /** Encodes a single frame into one Buffer (tests and one-off writes; the transport batches with FrameEncoder). */

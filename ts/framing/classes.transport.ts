@@ -1,7 +1,7 @@
 import * as plugins from '../plugins.js';
 import { IpcError, fromSocketError } from '../smartipc.errors.js';
 import { WRITE_HIGH_WATER_MARK_BYTES } from '../smartipc.defaults.js';
-import type { IFrame, IOutgoingFrame } from '../interfaces/wire.js';
+import type { EFrameKind, EPayloadEncoding, IFrame, IOutgoingFrame } from '../interfaces/wire.js';
 import type { TAddress } from '../interfaces/options.js';
 import { FrameDecoder, FrameEncoder, type IFrameDecoderSink } from './classes.framecodec.js';
 import { debug } from '../smartipc.log.js';
@@ -40,6 +40,8 @@ export interface IIpcListener {
 export abstract class IpcTransport implements IFrameDecoderSink {
   /** Byte counters; an owner may swap in its own object to aggregate several connections. */
   public counters: IByteCounters = { bytesSent: 0, bytesReceived: 0 };
+  /** Date.now() of the last bytes received: taken once per socket chunk, not per frame. */
+  public lastReceivedAt = 0;
   /** The peer's maxMessageSize once the handshake told it; until then our own. */
   public peerMaxMessageSize: number;
 
@@ -103,6 +105,7 @@ export abstract class IpcTransport implements IFrameDecoderSink {
     socket.setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => {
       this.counters.bytesReceived += chunk.length;
+      this.lastReceivedAt = Date.now();
       this.decoder.push(chunk);
     });
     socket.on('drain', () => this.releaseDrainWaiters());
@@ -117,13 +120,37 @@ export abstract class IpcTransport implements IFrameDecoderSink {
    * MESSAGE_TOO_LARGE (nothing queued) when it exceeds the peer's limit, NOT_CONNECTED when closed.
    */
   public send(frame: IOutgoingFrame): number {
-    if (!this.isOpen) throw new IpcError('NOT_CONNECTED', `connection to ${this.describe()} is closed`);
+    this.assertOpen();
     const size = this.encoder.append(frame, this.peerMaxMessageSize);
+    this.scheduleFlush();
+    return size;
+  }
+
+  /** `send` without a frame object: the per-message hot path. `headersJson` is the JSON text of the headers. */
+  public sendFrame(kind: EFrameKind, encoding: EPayloadEncoding, id: number, type: string, headersJson: string | undefined, payload: Buffer | string | undefined): number {
+    this.assertOpen();
+    const size = this.encoder.appendFrame(kind, encoding, id, type, headersJson, payload, this.peerMaxMessageSize);
+    this.scheduleFlush();
+    return size;
+  }
+
+  /** Queues a frame encoded once elsewhere (length prefix included), e.g. one publish for many subscribers. */
+  public sendEncoded(frame: Buffer): number {
+    this.assertOpen();
+    const size = this.encoder.appendEncoded(frame, this.peerMaxMessageSize);
+    this.scheduleFlush();
+    return size;
+  }
+
+  private assertOpen(): void {
+    if (this.socket === undefined || this.closed) throw new IpcError('NOT_CONNECTED', `connection to ${this.describe()} is closed`);
+  }
+
+  private scheduleFlush(): void {
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(this.flush);
     }
-    return size;
   }
 
   /** True when callers should wait before queueing more. */
