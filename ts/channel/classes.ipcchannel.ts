@@ -7,7 +7,7 @@ import type { IpcTransport, ITransportHandler } from '../framing/classes.transpo
 import { PendingRequests } from './classes.pendingrequests.js';
 import { Heartbeat, type IHeartbeatOptions } from './classes.heartbeat.js';
 import { Outbox } from './classes.outbox.js';
-import { decodePayload, encodePayload, type IEncodedPayload } from './serializer.js';
+import { decodeRange, encodingOf, serialize, type IEncodedPayload } from './serializer.js';
 import { sendJsonFrame } from './handshake.js';
 import { debug } from '../smartipc.log.js';
 import { DEFAULT_MAX_CONCURRENT_STREAMS } from '../smartipc.defaults.js';
@@ -36,6 +36,9 @@ interface IErrorResponseBody {
   remote?: IRemoteError;
 }
 
+const RESOLVED: Promise<void> = Promise.resolve();
+const NO_OPTIONS: IRequestOptions = Object.freeze({});
+
 /** A handler for frame kinds beyond messages and requests (pub/sub, streams). */
 export type TFrameHook = (frame: IFrame) => void;
 
@@ -48,7 +51,11 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
   /** The peer's id: its clientId seen from a server, the server's id seen from a client. */
   public peerId = '';
   public connectedAt = 0;
-  public lastActivity = 0;
+  /** Date.now() of the peer's last message or request (heartbeats do not count), or of connecting. */
+  public get lastActivity(): number {
+    return Math.max(this.connectedAt, this.lastMessageAt);
+  }
+  private lastMessageAt = 0;
 
   private transport?: IpcTransport;
   private readonly pending = new PendingRequests();
@@ -60,8 +67,12 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
   private readonly frameHooks = new Map<EFrameKind, TFrameHook>();
   private readonly streams: StreamManager;
 
+  /** serialization === 'json', looked up once instead of per message. */
+  private readonly json: boolean;
+
   constructor(private readonly config: IChannelConfig) {
     super();
+    this.json = config.serialization === 'json';
     this.streams = new StreamManager(this, {
       serialization: config.serialization,
       maxConcurrentStreams: config.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS,
@@ -95,7 +106,6 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
     this.peerId = peerId;
     this.goodbye = undefined;
     this.connectedAt = Date.now();
-    this.lastActivity = this.connectedAt;
     this.flushOutbox();
     if (this.config.heartbeat) {
       this.heartbeat = new Heartbeat(
@@ -124,6 +134,7 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
       if (entry.kind === EFrameKind.Request) this.pending.take(entry.id)?.reject(error);
       else entry.reject?.(error);
     }
+    this.pending.disarmIfIdle();
   }
 
   /** What the peer said when it closed the current (or last) connection, if it said anything. */
@@ -162,13 +173,24 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
 
   /** Fire-and-forget. Resolves once the frame is queued for the socket (waiting for drain when the socket is full). */
   public sendMessage(type: string, data?: unknown): Promise<void> {
-    let encoded: IEncodedPayload;
+    let payload: string | Buffer | undefined;
     try {
-      encoded = encodePayload(data, this.config.serialization, `message "${type}"`);
+      payload = serialize(data, this.json, `message "${type}"`);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.sendEncoded(EFrameKind.Message, type, encoded);
+    const transport = this.transport;
+    if (transport !== undefined && transport.isOpen) {
+      // The per-message path: no wrapper objects, one shared resolved promise.
+      try {
+        transport.sendFrame(EFrameKind.Message, encodingOf(payload), 0, type, undefined, payload);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      this.config.metrics.messagesSent++;
+      return transport.needsDrain ? transport.waitForDrain() : RESOLVED;
+    }
+    return this.sendEncoded(EFrameKind.Message, type, { encoding: encodingOf(payload), payload });
   }
 
   /** Sends an already-encoded frame of any kind (used by pub/sub and streams too). */
@@ -181,7 +203,7 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
         return Promise.reject(err);
       }
       this.config.metrics.messagesSent++;
-      return transport.needsDrain ? transport.waitForDrain() : Promise.resolve();
+      return transport.needsDrain ? transport.waitForDrain() : RESOLVED;
     }
     if (this.outbox) {
       return new Promise((resolve, reject) => {
@@ -228,13 +250,13 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
     return this.transport?.waitForDrain() ?? Promise.resolve();
   }
 
-  public request<TRes = unknown>(type: string, data?: unknown, options: IRequestOptions = {}): Promise<TRes> {
+  public request<TRes = unknown>(type: string, data?: unknown, options: IRequestOptions = NO_OPTIONS): Promise<TRes> {
     if (options.signal?.aborted) {
       return Promise.reject(new IpcError('ABORTED', `request "${type}" was aborted before it was sent`, { cause: options.signal.reason }));
     }
-    let encoded: IEncodedPayload;
+    let payload: string | Buffer | undefined;
     try {
-      encoded = encodePayload(data, this.config.serialization, `request "${type}"`);
+      payload = serialize(data, this.json, `request "${type}"`);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -245,10 +267,11 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
     const promise = this.pending.add<TRes>(id, type, options.timeout ?? this.config.requestTimeoutMs, options.signal);
     try {
       if (open) {
-        transport!.send({ kind: EFrameKind.Request, encoding: encoded.encoding, id, type, headers: options.headers, payload: encoded.payload });
+        const headersJson = options.headers === undefined ? undefined : JSON.stringify(options.headers);
+        transport!.sendFrame(EFrameKind.Request, encodingOf(payload), id, type, headersJson, payload);
         this.config.metrics.messagesSent++;
       } else {
-        this.outbox!.push({ kind: EFrameKind.Request, id, type, encoded, headers: options.headers });
+        this.outbox!.push({ kind: EFrameKind.Request, id, type, encoded: { encoding: encodingOf(payload), payload }, headers: options.headers });
       }
     } catch (err) {
       this.pending.take(id);
@@ -384,67 +407,75 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
     }
     let data: unknown;
     try {
-      data = decodePayload(frame.flags, frame.payload);
+      data = decodeRange(frame.flags, frame.buf, frame.payloadStart, frame.payloadEnd);
     } catch (err) {
       this.config.metrics.errors++;
       if (isRequest) this.replyError(frame.id, { code: 'PROTOCOL_ERROR', message: (err as Error).message });
       else this.emit('error', err as IpcError);
       return;
     }
-    const context: IMessageContext = { type: frame.type, isRequest };
-    if (frame.headers) context.headers = frame.headers;
-    this.lastActivity = Date.now();
+    // Handlers that declare a third parameter get the context; the others skip its allocation.
+    let context: IMessageContext | undefined;
+    if (handler.length > 2) {
+      context = { type: frame.type, isRequest };
+      if (frame.headers) context.headers = frame.headers;
+    }
+    const id = isRequest ? frame.id : 0;
+    const type = frame.type;
+    // The socket chunk's arrival time: no Date.now() per frame.
+    this.lastMessageAt = this.transport?.lastReceivedAt ?? this.lastMessageAt;
     this.activeHandlers++;
     let result: unknown;
     try {
-      result = handler(data, this.peerId, context);
+      result = handler(data, this.peerId, context as IMessageContext);
     } catch (err) {
-      this.handlerFailed(frame, isRequest, err);
+      this.handlerFailed(id, type, isRequest, err);
       return;
     }
     if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
       (result as PromiseLike<unknown>).then(
-        (value) => this.handlerDone(frame, isRequest, value),
-        (err) => this.handlerFailed(frame, isRequest, err),
+        (value) => this.handlerDone(id, type, isRequest, value),
+        (err) => this.handlerFailed(id, type, isRequest, err),
       );
     } else {
-      this.handlerDone(frame, isRequest, result);
+      this.handlerDone(id, type, isRequest, result);
     }
   }
 
-  private handlerDone(frame: IFrame, isRequest: boolean, value: unknown): void {
+  private handlerDone(id: number, type: string, isRequest: boolean, value: unknown): void {
     this.handlerFinished();
     if (!isRequest) return;
-    if (!this.transport?.isOpen) {
-      debug('response to "%s" for %s dropped: connection closed', frame.type, this.peerId);
+    const transport = this.transport;
+    if (transport === undefined || !transport.isOpen) {
+      debug('response to "%s" for %s dropped: connection closed', type, this.peerId);
       return;
     }
-    let encoded: IEncodedPayload;
+    let payload: string | Buffer | undefined;
     try {
-      encoded = encodePayload(value, this.config.serialization, `response to "${frame.type}"`);
+      payload = serialize(value, this.json, `response to "${type}"`);
     } catch (err) {
       this.config.metrics.errors++;
-      this.replyError(frame.id, { code: 'HANDLER_ERROR', message: (err as Error).message });
+      this.replyError(id, { code: 'HANDLER_ERROR', message: (err as Error).message });
       return;
     }
     try {
-      this.transport.send({ kind: EFrameKind.Response, encoding: encoded.encoding, id: frame.id, type: '', payload: encoded.payload });
+      transport.sendFrame(EFrameKind.Response, encodingOf(payload), id, '', undefined, payload);
       this.config.metrics.messagesSent++;
     } catch (err) {
       const error = err as IpcError;
       this.config.metrics.errors++;
-      this.replyError(frame.id, { code: isIpcErrorCode(error.code) ? error.code : 'HANDLER_ERROR', message: `response to "${frame.type}": ${error.message}` });
+      this.replyError(id, { code: isIpcErrorCode(error.code) ? error.code : 'HANDLER_ERROR', message: `response to "${type}": ${error.message}` });
     }
   }
 
-  private handlerFailed(frame: IFrame, isRequest: boolean, thrown: unknown): void {
+  private handlerFailed(id: number, type: string, isRequest: boolean, thrown: unknown): void {
     this.handlerFinished();
     this.config.metrics.errors++;
     const remote = toRemoteError(thrown);
     if (isRequest) {
-      this.replyError(frame.id, { code: 'HANDLER_ERROR', message: remote.message, remote });
+      this.replyError(id, { code: 'HANDLER_ERROR', message: remote.message, remote });
     } else {
-      this.emit('error', new IpcError('HANDLER_ERROR', `handler for message "${frame.type}" threw: ${remote.message}`, { cause: thrown, remote }));
+      this.emit('error', new IpcError('HANDLER_ERROR', `handler for message "${type}" threw: ${remote.message}`, { cause: thrown, remote }));
     }
   }
 
@@ -474,7 +505,7 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
     }
     let value: unknown;
     try {
-      value = decodePayload(frame.flags, frame.payload);
+      value = decodeRange(frame.flags, frame.buf, frame.payloadStart, frame.payloadEnd);
     } catch (err) {
       this.config.metrics.errors++;
       entry.reject(err as IpcError);

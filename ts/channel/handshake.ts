@@ -1,6 +1,7 @@
 import { IpcError, isIpcErrorCode } from '../smartipc.errors.js';
 import { EFrameKind, EPayloadEncoding, type IFrame, type IHelloPayload, type IRejectPayload, type IWelcomePayload } from '../interfaces/wire.js';
 import type { IpcTransport, ITransportHandler } from '../framing/classes.transport.js';
+import { detachFrame } from '../framing/classes.framecodec.js';
 
 /**
  * Holds a transport during its handshake. The frame that completes the handshake may share a
@@ -54,7 +55,7 @@ export class HandshakeGate implements ITransportHandler {
       return;
     }
     // The payload is a view into a socket chunk; keep our own copy until it is replayed.
-    this.backlog.push({ ...frame, payload: Buffer.from(frame.payload) });
+    this.backlog.push(detachFrame(frame));
   }
 
   public onFrameError(error: IpcError): void {

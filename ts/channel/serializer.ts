@@ -52,3 +52,41 @@ export function payloadSize(encoded: IEncodedPayload): number {
   if (payload === undefined) return 0;
   return typeof payload === 'string' ? payload.length : payload.length;
 }
+
+/**
+ * The hot-path form of `encodePayload`: the payload alone (a JSON string, a v8 Buffer or
+ * undefined), no wrapper object. Its encoding follows from its type: see `encodingOf`.
+ */
+export function serialize(data: unknown, json: boolean, what: string): string | Buffer | undefined {
+  if (data === undefined) return undefined;
+  if (json) {
+    try {
+      return JSON.stringify(data);
+    } catch (err) {
+      throw new IpcError('PROTOCOL_ERROR', `${what} cannot be serialized as JSON: ${(err as Error).message} (serialization: 'advanced' carries BigInt, Map, Set, Buffer)`, { cause: err });
+    }
+  }
+  try {
+    return plugins.v8.serialize(data);
+  } catch (err) {
+    throw new IpcError('PROTOCOL_ERROR', `${what} cannot be serialized with structured clone: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export function encodingOf(payload: string | Buffer | undefined): EPayloadEncoding {
+  return payload === undefined ? EPayloadEncoding.None : typeof payload === 'string' ? EPayloadEncoding.Json : EPayloadEncoding.V8;
+}
+
+/** `decodePayload` over a byte range, without making a Buffer view for JSON. */
+export function decodeRange(flags: number, buf: Buffer, start: number, end: number): unknown {
+  const encoding = flags & FLAG_ENCODING_MASK;
+  if (encoding === EPayloadEncoding.Json) {
+    try {
+      return JSON.parse(buf.toString('utf8', start, end));
+    } catch (err) {
+      throw new IpcError('PROTOCOL_ERROR', `payload does not decode: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  if (encoding === EPayloadEncoding.None) return undefined;
+  return decodePayload(flags, buf.subarray(start, end));
+}

@@ -195,6 +195,30 @@ export function encodeFrame(frame: IOutgoingFrame, maxFrameBytes = Infinity): Bu
   return segments.length === 1 ? segments[0] : Buffer.concat(segments);
 }
 
+/** A frame as decoded: no Buffer view is made unless someone asks for `payload`. */
+export class DecodedFrame implements IFrame {
+  constructor(
+    public kind: EFrameKind,
+    public flags: number,
+    public id: number,
+    public type: string,
+    public headers: Record<string, unknown> | undefined,
+    public buf: Buffer,
+    public payloadStart: number,
+    public payloadEnd: number,
+  ) {}
+
+  public get payload(): Buffer {
+    return this.buf.subarray(this.payloadStart, this.payloadEnd);
+  }
+}
+
+/** A frame that owns a copy of its payload (kept past the tick it arrived in). */
+export function detachFrame(frame: IFrame): IFrame {
+  const copy = Buffer.from(frame.buf.subarray(frame.payloadStart, frame.payloadEnd));
+  return new DecodedFrame(frame.kind, frame.flags, frame.id, frame.type, frame.headers, copy, 0, copy.length);
+}
+
 export interface IFrameDecoderSink {
   onFrame(frame: IFrame): void;
   /** The stream is unusable after this: the decoder ignores all further input. */
@@ -212,6 +236,8 @@ export class FrameDecoder {
   /** Total size (prefix included) of the frame being assembled, or -1 until its prefix is known. */
   private needed = -1;
   private failed = false;
+  private lastType = '';
+  private lastTypeBytes: Buffer = Buffer.alloc(0);
 
   constructor(private readonly maxFrameBytes: number, private readonly sink: IFrameDecoderSink) {}
 
@@ -304,7 +330,7 @@ export class FrameDecoder {
       this.fail(new IpcError('PROTOCOL_ERROR', `frame type length ${typeBytes} runs past the frame end`));
       return undefined;
     }
-    const type = typeBytes === 0 ? '' : buf.toString('utf8', o, o + typeBytes);
+    const type = this.readType(buf, o, typeBytes);
     o += typeBytes;
     let headers: Record<string, unknown> | undefined;
     if ((flags & FLAG_HAS_HEADERS) !== 0) {
@@ -323,9 +349,29 @@ export class FrameDecoder {
       }
       o += 4 + headersBytes;
     }
-    const frame: IFrame = { kind, flags, id, type, payload: buf.subarray(o, end) };
-    if (headers !== undefined) frame.headers = headers;
-    return frame;
+    return new DecodedFrame(kind, flags, id, type, headers, buf, o, end);
+  }
+
+  /** The type string; a run of frames of one type (the common case) reuses the last string. */
+  private readType(buf: Buffer, start: number, length: number): string {
+    if (length === 0) return '';
+    const last = this.lastTypeBytes;
+    if (length === last.length && length <= 32) {
+      let same = true;
+      for (let i = 0; i < length; i++) {
+        if (buf[start + i] !== last[i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return this.lastType;
+    }
+    const type = buf.toString('utf8', start, start + length);
+    if (length <= 32) {
+      this.lastType = type;
+      this.lastTypeBytes = Buffer.from(buf.subarray(start, start + length));
+    }
+    return type;
   }
 
   private fail(error: IpcError): void {

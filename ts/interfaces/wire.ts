@@ -47,14 +47,20 @@ export const FLAG_ENCODING_MASK = 0b11;
 export const FLAG_HAS_HEADERS = 0b100;
 export const FLAG_KNOWN_BITS = 0b111;
 
-/** A decoded frame. `payload` is a view into the received bytes: decode or copy it before the next tick. */
+/**
+ * A decoded frame. Its bytes are `buf[payloadStart, payloadEnd)`, a view into the received chunk:
+ * decode or copy them before the next tick. `payload` makes a Buffer view of them on each access.
+ */
 export interface IFrame {
   kind: EFrameKind;
   flags: number;
   id: number;
   type: string;
   headers?: Record<string, unknown>;
-  payload: Buffer;
+  buf: Buffer;
+  payloadStart: number;
+  payloadEnd: number;
+  readonly payload: Buffer;
 }
 
 /** A frame to encode. A string payload is written as UTF-8 without an intermediate Buffer. */
