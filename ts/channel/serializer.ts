@@ -1,5 +1,6 @@
 import * as plugins from '../plugins.js';
 import { IpcError } from '../smartipc.errors.js';
+import { readUtf8 } from '../framing/utf8.js';
 import { EPayloadEncoding, FLAG_ENCODING_MASK, type TSerialization } from '../interfaces/wire.js';
 
 export interface IEncodedPayload {
@@ -82,7 +83,7 @@ export function decodeRange(flags: number, buf: Buffer, start: number, end: numb
   const encoding = flags & FLAG_ENCODING_MASK;
   if (encoding === EPayloadEncoding.Json) {
     try {
-      return JSON.parse(buf.toString('utf8', start, end));
+      return JSON.parse(readUtf8(buf, start, end));
     } catch (err) {
       throw new IpcError('PROTOCOL_ERROR', `payload does not decode: ${(err as Error).message}`, { cause: err });
     }

@@ -1,4 +1,5 @@
 import { IpcError } from '../smartipc.errors.js';
+import { readUtf8, writeUtf8 } from './utf8.js';
 import { WRITE_COPY_THRESHOLD_BYTES, WRITE_SLAB_BYTES } from '../smartipc.defaults.js';
 import {
   FLAG_ENCODING_MASK,
@@ -65,7 +66,7 @@ export class FrameEncoder {
     if (typeof payload === 'string' && payload.length * 3 + headerLength <= WRITE_SLAB_BYTES) {
       this.reserve(headerLength + payload.length * 3);
       const payloadStart = this.offset + headerLength;
-      const payloadBytes = payload.length === 0 ? 0 : this.slab.write(payload, payloadStart);
+      const payloadBytes = payload.length === 0 ? 0 : writeUtf8(this.slab, payload, payloadStart);
       const frameLength = headerLength - FRAME_PREFIX_BYTES + payloadBytes;
       if (frameLength > maxFrameBytes) throw tooLarge(type, frameLength, maxFrameBytes);
       this.writeHeader(frameLength, kind, flags, id, typeBuffer, headersJson, headersBytes);
@@ -366,7 +367,7 @@ export class FrameDecoder {
       }
       if (same) return this.lastType;
     }
-    const type = buf.toString('utf8', start, start + length);
+    const type = readUtf8(buf, start, start + length);
     if (length <= 32) {
       this.lastType = type;
       this.lastTypeBytes = Buffer.from(buf.subarray(start, start + length));
