@@ -37,6 +37,16 @@ interface IErrorResponseBody {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
+
+/**
+ * Frames that count in messagesSent / messagesReceived: what the user sent or answered. Stream
+ * chunks, pub/sub acknowledgements, heartbeats and handshakes count in bytes only.
+ */
+const COUNTS_AS_MESSAGE: readonly boolean[] = (() => {
+  const counted: boolean[] = [];
+  for (const kind of [EFrameKind.Message, EFrameKind.Request, EFrameKind.Response, EFrameKind.ErrorResponse, EFrameKind.Publish]) counted[kind] = true;
+  return counted;
+})();
 const NO_OPTIONS: IRequestOptions = Object.freeze({});
 
 /** A handler for frame kinds beyond messages and requests (pub/sub, streams). */
@@ -202,7 +212,7 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
       } catch (err) {
         return Promise.reject(err);
       }
-      this.config.metrics.messagesSent++;
+      if (COUNTS_AS_MESSAGE[kind]) this.config.metrics.messagesSent++;
       return transport.needsDrain ? transport.waitForDrain() : RESOLVED;
     }
     if (this.outbox) {
@@ -225,7 +235,7 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
     const transport = this.transport;
     if (!transport?.isOpen) throw this.notConnected();
     transport.send({ kind, encoding: encoded.encoding, id, type, headers, payload: encoded.payload });
-    this.config.metrics.messagesSent++;
+    if (COUNTS_AS_MESSAGE[kind]) this.config.metrics.messagesSent++;
   }
 
   /**
@@ -323,7 +333,7 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
       if (entry.kind === EFrameKind.Request && !this.pending.has(entry.id)) continue; // timed out or aborted meanwhile
       try {
         this.transport!.send({ kind: entry.kind, encoding: entry.encoded.encoding, id: entry.id, type: entry.type, headers: entry.headers, payload: entry.encoded.payload });
-        this.config.metrics.messagesSent++;
+        if (COUNTS_AS_MESSAGE[entry.kind]) this.config.metrics.messagesSent++;
         entry.resolve?.();
       } catch (err) {
         if (entry.kind === EFrameKind.Request) this.pending.take(entry.id)?.reject(err as IpcError);
@@ -371,6 +381,7 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> i
         }
         return;
       default: {
+        if (frame.kind === EFrameKind.Publish) this.config.metrics.messagesReceived++;
         const hook = this.frameHooks.get(frame.kind);
         if (hook) hook(frame);
         else debug('ignoring frame kind %d from %s', frame.kind, this.peerId);
