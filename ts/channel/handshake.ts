@@ -84,32 +84,24 @@ export function sendJsonFrame(transport: IpcTransport, kind: EFrameKind, body: o
   transport.send({ kind, encoding: EPayloadEncoding.Json, id: 0, type: '', payload: JSON.stringify(body) });
 }
 
-/** Client side: sends HELLO and waits for WELCOME (or REJECT, turned into its IpcError). */
-export function registerWithServer(
+/**
+ * Waits for the one frame a handshake step expects and turns it into a value with `read`, which
+ * throws an IpcError for a wrong frame (the connection is then destroyed). Times out with the
+ * error `timeoutError` makes.
+ */
+function handshakeStep<T>(
   transport: IpcTransport,
-  hello: IHelloPayload,
   timeoutMs: number,
-): Promise<{ welcome: IWelcomePayload; gate: HandshakeGate }> {
+  timeoutError: () => IpcError,
+  read: (frame: IFrame) => T,
+): Promise<{ value: T; gate: HandshakeGate }> {
   return new Promise((resolve, reject) => {
     const gate: HandshakeGate = new HandshakeGate(
       transport,
       (frame) => {
         if (!gate.settle()) return;
         try {
-          if (frame.kind === EFrameKind.Reject) {
-            const body = parseJson<IRejectPayload>(frame, 'handshake rejection');
-            const code = isIpcErrorCode(body.code) ? body.code : 'PROTOCOL_ERROR';
-            throw new IpcError(code, body.message);
-          }
-          if (frame.kind !== EFrameKind.Welcome) {
-            throw new IpcError('PROTOCOL_ERROR', `expected the handshake answer, got frame kind ${frame.kind}`);
-          }
-          const welcome = parseJson<IWelcomePayload>(frame, 'handshake answer');
-          if (welcome.serverId !== hello.serverId && !(hello.probe && hello.serverId === '')) {
-            throw new IpcError('ID_MISMATCH', `server at ${transport.describe()} is "${welcome.serverId}", not "${hello.serverId}"`);
-          }
-          transport.peerMaxMessageSize = welcome.maxMessageSize;
-          resolve({ welcome, gate });
+          resolve({ value: read(frame), gate });
         } catch (err) {
           transport.destroy(err as IpcError);
           reject(err);
@@ -117,38 +109,67 @@ export function registerWithServer(
       },
       reject,
       timeoutMs,
-      () => new IpcError('REGISTER_TIMEOUT', `server at ${transport.describe()} did not answer the handshake within ${timeoutMs} ms`),
+      timeoutError,
     );
-    sendJsonFrame(transport, EFrameKind.Hello, hello);
   });
 }
 
+/** Client side: sends HELLO and waits for WELCOME (or REJECT, turned into its IpcError). */
+export async function registerWithServer(
+  transport: IpcTransport,
+  hello: IHelloPayload,
+  timeoutMs: number,
+): Promise<{ welcome: IWelcomePayload; gate: HandshakeGate }> {
+  const answer = handshakeStep(
+    transport,
+    timeoutMs,
+    () => new IpcError('REGISTER_TIMEOUT', `server at ${transport.describe()} did not answer the handshake within ${timeoutMs} ms`),
+    (frame) => {
+      if (frame.kind === EFrameKind.Reject) {
+        const body = parseJson<IRejectPayload>(frame, 'handshake rejection');
+        throw new IpcError(isIpcErrorCode(body.code) ? body.code : 'PROTOCOL_ERROR', body.message);
+      }
+      if (frame.kind !== EFrameKind.Welcome) {
+        throw new IpcError('PROTOCOL_ERROR', `expected the handshake answer, got frame kind ${frame.kind}`);
+      }
+      const welcome = parseJson<IWelcomePayload>(frame, 'handshake answer');
+      if (welcome.serverId !== hello.serverId && !(hello.probe && hello.serverId === '')) {
+        throw new IpcError('ID_MISMATCH', `server at ${transport.describe()} is "${welcome.serverId}", not "${hello.serverId}"`);
+      }
+      transport.peerMaxMessageSize = welcome.maxMessageSize;
+      return welcome;
+    },
+  );
+  try {
+    sendJsonFrame(transport, EFrameKind.Hello, hello);
+  } catch (err) {
+    answer.catch(() => undefined); // settles through the destroy below; the send error is the one to report
+    transport.destroy(err as IpcError);
+    throw err;
+  }
+  const { value, gate } = await answer;
+  return { welcome: value, gate };
+}
+
 /** Server side: waits for a well-formed HELLO. Validation and the answer are the caller's. */
-export function awaitHello(transport: IpcTransport, timeoutMs: number): Promise<{ hello: IHelloPayload; gate: HandshakeGate }> {
-  return new Promise((resolve, reject) => {
-    const gate: HandshakeGate = new HandshakeGate(
-      transport,
-      (frame) => {
-        if (!gate.settle()) return;
-        try {
-          if (frame.kind !== EFrameKind.Hello) {
-            throw new IpcError('PROTOCOL_ERROR', `expected a handshake, got frame kind ${frame.kind}`);
-          }
-          const hello = parseJson<IHelloPayload>(frame, 'handshake');
-          if (typeof hello !== 'object' || hello === null || typeof hello.clientId !== 'string' || hello.clientId.length === 0) {
-            throw new IpcError('PROTOCOL_ERROR', 'handshake without a clientId');
-          }
-          hello.metadata = hello.metadata && typeof hello.metadata === 'object' ? hello.metadata : {};
-          resolve({ hello, gate });
-        } catch (err) {
-          reject(err);
-        }
-      },
-      reject,
-      timeoutMs,
-      () => new IpcError('REGISTER_TIMEOUT', `peer did not send its handshake within ${timeoutMs} ms`),
-    );
-  });
+export async function awaitHello(transport: IpcTransport, timeoutMs: number): Promise<{ hello: IHelloPayload; gate: HandshakeGate }> {
+  const { value, gate } = await handshakeStep(
+    transport,
+    timeoutMs,
+    () => new IpcError('REGISTER_TIMEOUT', `peer did not send its handshake within ${timeoutMs} ms`),
+    (frame) => {
+      if (frame.kind !== EFrameKind.Hello) {
+        throw new IpcError('PROTOCOL_ERROR', `expected a handshake, got frame kind ${frame.kind}`);
+      }
+      const hello = parseJson<IHelloPayload>(frame, 'handshake');
+      if (typeof hello !== 'object' || hello === null || typeof hello.clientId !== 'string' || hello.clientId.length === 0) {
+        throw new IpcError('PROTOCOL_ERROR', 'handshake without a clientId');
+      }
+      hello.metadata = hello.metadata && typeof hello.metadata === 'object' ? hello.metadata : {};
+      return hello;
+    },
+  );
+  return { hello: value, gate };
 }
 
 /** Refuses a handshake: the peer gets the code and message, then the connection closes. */
