@@ -13,7 +13,6 @@ import * as childProcess from 'node:child_process';
 
 export { crypto, events, fs, net, os, path, stream, tls, util, v8, childProcess };
 
-import * as smartpromise from '@push.rocks/smartpromise';
 import * as smartrx from '@push.rocks/smartrx';
 
-export { smartpromise, smartrx };
+export { smartrx };
