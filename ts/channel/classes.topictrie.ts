@@ -7,10 +7,16 @@
 export const TOPIC_SEPARATOR = '.';
 export const WILDCARD_ONE = '*';
 export const WILDCARD_TAIL = '>';
+/**
+ * Joins the topic and the publisher's clientId in the type of a PUBLISH frame from the server, so
+ * `from` needs no JSON headers. Never valid in a topic or pattern, so the first one splits them.
+ */
+export const PUBLISH_FROM_SEPARATOR = '\u0000';
 
 /** Why `pattern` is not a valid subscription pattern, or undefined when it is. */
 export function describeInvalidPattern(pattern: unknown): string | undefined {
   if (typeof pattern !== 'string' || pattern.length === 0) return 'a topic pattern must be a non-empty string';
+  if (pattern.includes(PUBLISH_FROM_SEPARATOR)) return `topic pattern ${JSON.stringify(pattern)} contains U+0000`;
   const segments = pattern.split(TOPIC_SEPARATOR);
   for (let i = 0; i < segments.length; i++) {
     const segment = segments[i];
@@ -31,6 +37,7 @@ export function describeInvalidPattern(pattern: unknown): string | undefined {
 export function describeInvalidTopic(topic: unknown): string | undefined {
   if (typeof topic !== 'string' || topic.length === 0) return 'a topic must be a non-empty string';
   if (topic.includes(WILDCARD_ONE) || topic.includes(WILDCARD_TAIL)) return `topic "${topic}" contains a wildcard; publish to a concrete topic`;
+  if (topic.includes(PUBLISH_FROM_SEPARATOR)) return `topic ${JSON.stringify(topic)} contains U+0000`;
   // An empty segment shows as a leading, trailing or doubled separator.
   if (topic.startsWith(TOPIC_SEPARATOR) || topic.endsWith(TOPIC_SEPARATOR) || topic.includes('..')) return `topic "${topic}" has an empty segment`;
   return undefined;

@@ -10,8 +10,8 @@ import type {
   TSubscriptionHandler,
 } from '../interfaces/pubsub.js';
 import type { IpcChannel } from '../channel/classes.ipcchannel.js';
-import { TopicTrie, assertValidPattern, assertValidTopic } from '../channel/classes.topictrie.js';
-import { decodePayload, encodePayload, type IEncodedPayload } from '../channel/serializer.js';
+import { TopicTrie, PUBLISH_FROM_SEPARATOR, assertValidPattern, assertValidTopic } from '../channel/classes.topictrie.js';
+import { decodeRange, encodePayload, type IEncodedPayload } from '../channel/serializer.js';
 import { debug } from '../smartipc.log.js';
 
 /** What the registry needs from its client. */
@@ -59,18 +59,31 @@ interface IPendingAck {
 
 const EMPTY: IEncodedPayload = { encoding: EPayloadEncoding.None, payload: undefined };
 const MAX_ACK_ID = 0xffffffff;
+/** PUBLISH types (topic and publisher) whose dispatch is remembered, so a stream of publishes to a few topics skips the trie walk. */
+const DISPATCH_CACHE_MAX_TYPES = 256;
+/** Longer types are dispatched without the cache, so it holds at most a few hundred KiB. */
+const DISPATCH_CACHE_MAX_TYPE_LENGTH = 256;
+
+/** How to dispatch one PUBLISH frame type: its topic, its publisher and the entries whose pattern matches the topic. */
+interface IDispatch {
+  readonly topic: string;
+  readonly from: string;
+  readonly entries: IPatternEntry[];
+}
 
 /**
  * The client's side of pub/sub. Its own pattern registry is the source of truth: the server holds
  * a copy per connection, which is rebuilt after every (re)connection by sending each pattern
  * again. SUBSCRIBE and UNSUBSCRIBE frames carry an id; the server answers with a frame of the
  * same kind and id (empty payload: done; JSON `{ code, message }`: refused). Publishes arrive as
- * PUBLISH frames (type: the concrete topic, header `from`: the publisher) and are dispatched to
- * every local handler whose pattern matches.
+ * PUBLISH frames (type: the concrete topic, then U+0000 and the publisher's clientId unless the
+ * server published it) and are dispatched to every local handler whose pattern matches.
  */
 export class ClientSubscriptions {
   private readonly entries = new Map<string, IPatternEntry>();
   private readonly trie = new TopicTrie<IPatternEntry>();
+  /** PUBLISH frame type -> its dispatch; emptied whenever the trie changes. */
+  private readonly dispatchCache = new Map<string, IDispatch>();
   private readonly pendingAcks = new Map<number, IPendingAck>();
   private lastAckId = 0;
   private published = 0;
@@ -104,6 +117,7 @@ export class ClientSubscriptions {
       entry = { pattern, handlers: new Map(), acked: false, ackId: 0, waiters: new Set() };
       this.entries.set(pattern, entry);
       this.trie.add(pattern, entry);
+      this.dispatchCache.clear();
     }
     let added: IHandlerRecord | undefined;
     if (!entry.handlers.has(handler)) {
@@ -335,6 +349,7 @@ export class ClientSubscriptions {
     if (this.entries.get(entry.pattern) !== entry) return;
     this.entries.delete(entry.pattern);
     this.trie.remove(entry.pattern, entry);
+    this.dispatchCache.clear();
   }
 
   /** Undoes what a failed subscribe() added. */
@@ -397,22 +412,19 @@ export class ClientSubscriptions {
 
   private onPublish(frame: IFrame): void {
     this.received++;
-    const topic = frame.type;
+    const { topic, from, entries } = this.dispatchOf(frame.type);
+    // Collected first: a handler may unsubscribe or subscribe, which must not change who gets this message.
     const records: IHandlerRecord[] = [];
-    // Collected first: a handler may unsubscribe, which must not change the trie mid-walk.
-    this.trie.match(topic, (_pattern, entries) => {
-      for (const entry of entries) for (const record of entry.handlers.values()) records.push(record);
-    });
+    for (const entry of entries) for (const record of entry.handlers.values()) records.push(record);
     if (records.length === 0) return;
     let data: unknown;
     try {
-      data = decodePayload(frame.flags, frame.payload);
+      data = decodeRange(frame.flags, frame.buf, frame.payloadStart, frame.payloadEnd);
     } catch (err) {
       this.host.emitError(err as IpcError);
       return;
     }
-    const from = frame.headers?.from;
-    const info: IPublishInfo = { topic, from: typeof from === 'string' ? from : 'server' };
+    const info: IPublishInfo = { topic, from };
     for (const record of records) {
       try {
         const result = record.handler(data, info);
@@ -423,6 +435,24 @@ export class ClientSubscriptions {
         this.handlerFailed(topic, err);
       }
     }
+  }
+
+  /** Splits a PUBLISH type (`topic`, or `topic` U+0000 `from`) and finds the entries its topic matches, once per type. */
+  private dispatchOf(type: string): IDispatch {
+    const cached = this.dispatchCache.get(type);
+    if (cached !== undefined) return cached;
+    const split = type.indexOf(PUBLISH_FROM_SEPARATOR);
+    const topic = split < 0 ? type : type.slice(0, split);
+    const entries: IPatternEntry[] = [];
+    this.trie.match(topic, (_pattern, matching) => {
+      for (const entry of matching) entries.push(entry);
+    });
+    const dispatch: IDispatch = { topic, from: split < 0 ? 'server' : type.slice(split + 1), entries };
+    if (type.length > DISPATCH_CACHE_MAX_TYPE_LENGTH) return dispatch;
+    // Oldest first out: a few hot types stay, a stream of ever-new topics cannot grow it.
+    if (this.dispatchCache.size >= DISPATCH_CACHE_MAX_TYPES) this.dispatchCache.delete(this.dispatchCache.keys().next().value!);
+    this.dispatchCache.set(type, dispatch);
+    return dispatch;
   }
 
   private handlerFailed(topic: string, thrown: unknown): void {

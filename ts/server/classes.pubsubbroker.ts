@@ -1,9 +1,9 @@
 import { IpcError } from '../smartipc.errors.js';
-import { WRITE_COPY_THRESHOLD_BYTES } from '../smartipc.defaults.js';
 import { EFrameKind, EPayloadEncoding, FLAG_ENCODING_MASK, type IFrame, type TSerialization } from '../interfaces/wire.js';
 import type { IPubSubPatternStats, IServerPubSubStats } from '../interfaces/pubsub.js';
 import type { IpcChannel } from '../channel/classes.ipcchannel.js';
-import { TopicTrie, assertValidTopic, describeInvalidPattern, describeInvalidTopic } from '../channel/classes.topictrie.js';
+import { TopicTrie, PUBLISH_FROM_SEPARATOR, assertValidTopic, describeInvalidPattern, describeInvalidTopic } from '../channel/classes.topictrie.js';
+import { FrameEncoder } from '../framing/classes.framecodec.js';
 import { encodePayload, payloadSize, type IEncodedPayload } from '../channel/serializer.js';
 import { debug } from '../smartipc.log.js';
 
@@ -37,7 +37,20 @@ interface ISubscriber {
   slow: boolean;
 }
 
-/** Frame header bytes beside the topic and the `from` header, rounded up: used to judge whether a frame fits a queue. */
+/** One publish on its way out: its frame is encoded when the first subscriber takes it, then shared. */
+interface IOutgoingPublish {
+  readonly topic: string;
+  /** The frame type: the topic, then U+0000 and the publisher's clientId for a client's publish. */
+  readonly type: string;
+  readonly encoded: IEncodedPayload;
+  /** An estimate of the frame's size on the wire, to judge whether it fits a queue. */
+  readonly frameBytes: number;
+  frame: Buffer | undefined;
+  /** Encoding it failed: every subscriber's delivery fails alike. */
+  failure: IpcError | undefined;
+}
+
+/** Frame header bytes beside the topic and `from`, rounded up: used to judge whether a frame fits a queue. */
 const FRAME_OVERHEAD_BYTES = 64;
 const EMPTY: IEncodedPayload = { encoding: EPayloadEncoding.None, payload: undefined };
 
@@ -53,6 +66,8 @@ const EMPTY: IEncodedPayload = { encoding: EPayloadEncoding.None, payload: undef
  */
 export class PubSubBroker {
   private readonly trie = new TopicTrie<ISubscriber>();
+  /** Encodes each publish once; the frames it hands out are never rewritten (see FrameEncoder.take). */
+  private readonly encoder = new FrameEncoder();
   private readonly patternStats = new Map<string, IPubSubPatternStats>();
   private seq = 0;
   private published = 0;
@@ -123,9 +138,8 @@ export class PubSubBroker {
       this.host.onError(new IpcError('PROTOCOL_ERROR', `client "${publisher.clientId}" published to an invalid topic: ${problem}`), publisher.clientId);
       return;
     }
-    // Small payloads are copied into each socket's write slab at once; a large one is queued by
-    // reference and must not stay a view into the received chunk.
-    const payload = frame.payload.length >= WRITE_COPY_THRESHOLD_BYTES ? Buffer.from(frame.payload) : frame.payload;
+    // The payload may stay a view into the received chunk: the frame built from it is a copy, made before this returns.
+    const payload = frame.payload;
     const encoded: IEncodedPayload = { encoding: frame.flags & FLAG_ENCODING_MASK, payload: payload.length > 0 ? payload : undefined };
     this.fanOut(topic, encoded, publisher.clientId, publisher);
   }
@@ -145,8 +159,14 @@ export class PubSubBroker {
   private fanOut(topic: string, encoded: IEncodedPayload, from: string, publisher: ISubscriber | undefined): number {
     this.published++;
     const seq = ++this.seq;
-    const headers = publisher === undefined ? undefined : { from };
-    const frameBytes = payloadSize(encoded) + topic.length * 3 + from.length * 3 + FRAME_OVERHEAD_BYTES;
+    const outgoing: IOutgoingPublish = {
+      topic,
+      type: publisher === undefined ? topic : topic + PUBLISH_FROM_SEPARATOR + from,
+      encoded,
+      frameBytes: payloadSize(encoded) + topic.length * 3 + from.length * 3 + FRAME_OVERHEAD_BYTES,
+      frame: undefined,
+      failure: undefined,
+    };
     let queuedFor = 0;
     this.trie.match(topic, (pattern, subscribers) => {
       const stats = this.patternStats.get(pattern)!;
@@ -155,7 +175,7 @@ export class PubSubBroker {
         if (subscriber === publisher) continue;
         if (subscriber.seenSeq !== seq) {
           subscriber.seenSeq = seq;
-          subscriber.seenQueued = this.deliver(subscriber, topic, encoded, headers, frameBytes);
+          subscriber.seenQueued = this.deliver(subscriber, outgoing);
           if (subscriber.seenQueued) queuedFor++;
         }
         if (subscriber.seenQueued) stats.delivered++;
@@ -166,19 +186,20 @@ export class PubSubBroker {
   }
 
   /** Queues one publish frame for one client unless its queue is full. */
-  private deliver(subscriber: ISubscriber, topic: string, encoded: IEncodedPayload, headers: Record<string, unknown> | undefined, frameBytes: number): boolean {
+  private deliver(subscriber: ISubscriber, outgoing: IOutgoingPublish): boolean {
     if (subscriber.slow) {
       this.dropped++;
       return false;
     }
     const queued = subscriber.channel.queuedBytes;
-    if (queued + frameBytes > this.host.maxQueuedBytes) {
+    if (queued + outgoing.frameBytes > this.host.maxQueuedBytes) {
       this.dropped++;
       this.markSlow(subscriber, queued);
       return false;
     }
     try {
-      subscriber.channel.sendEncodedNow(EFrameKind.Publish, topic, encoded, 0, headers);
+      // Checked against this client's maxMessageSize here (MESSAGE_TOO_LARGE), not when encoding.
+      subscriber.channel.sendPrebuiltNow(outgoing.frame ?? this.encode(outgoing));
     } catch (err) {
       this.dropped++;
       const error = err as IpcError;
@@ -186,12 +207,30 @@ export class PubSubBroker {
       // message over this client's maxMessageSize) is worth reporting.
       if (error.code !== 'NOT_CONNECTED') {
         const clientId = subscriber.clientId;
+        const topic = outgoing.topic;
         process.nextTick(() => this.host.onError(new IpcError(error.code, `publish to "${topic}" not delivered to "${clientId}": ${error.message}`, { cause: error }), clientId));
       }
       return false;
     }
     this.delivered++;
     return true;
+  }
+
+  /** The publish as one complete frame, encoded on first use. Throws what encoding threw, for every subscriber. */
+  private encode(outgoing: IOutgoingPublish): Buffer {
+    if (outgoing.failure !== undefined) throw outgoing.failure;
+    const { encoding, payload } = outgoing.encoded;
+    try {
+      this.encoder.appendFrame(EFrameKind.Publish, encoding, 0, outgoing.type, undefined, payload, Infinity);
+    } catch (err) {
+      outgoing.failure = err as IpcError;
+      throw err;
+    }
+    // One segment unless the payload went by reference (large): then one copy joins them, which
+    // also stops the frame from being a view into a received chunk.
+    const segments = this.encoder.take();
+    outgoing.frame = segments.length === 1 ? segments[0] : Buffer.concat(segments);
+    return outgoing.frame;
   }
 
   private markSlow(subscriber: ISubscriber, queuedBytes: number): void {
