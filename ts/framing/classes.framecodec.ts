@@ -188,12 +188,16 @@ function tooLarge(type: string, frameLength: number, maxFrameBytes: number): Ipc
   return new IpcError('MESSAGE_TOO_LARGE', `frame "${type}" is ${frameLength} bytes, over the receiver's maxMessageSize of ${maxFrameBytes} bytes`);
 }
 
-/** Encodes a single frame into one Buffer (tests and one-off writes; the transport batches with FrameEncoder). */
+/** One encoder for `encodeFrame`: a fresh one per call would allocate a 64 KiB slab each time. */
+const sharedEncoder = new FrameEncoder();
+
+/**
+ * Encodes a single frame into a Buffer of its own (one-off writes, frames encoded once and sent to
+ * many peers, tests). Connections batch through their own FrameEncoder instead.
+ */
 export function encodeFrame(frame: IOutgoingFrame, maxFrameBytes = Infinity): Buffer {
-  const encoder = new FrameEncoder();
-  encoder.append(frame, maxFrameBytes);
-  const segments = encoder.take();
-  return segments.length === 1 ? segments[0] : Buffer.concat(segments);
+  const size = sharedEncoder.append(frame, maxFrameBytes);
+  return Buffer.concat(sharedEncoder.take(), size);
 }
 
 /** A frame as decoded: no Buffer view is made unless someone asks for `payload`. */
