@@ -267,6 +267,61 @@ describe('pub/sub semantics', () => {
     assert.equal(JSON.parse(delivered.payload.toString()), 'still here');
   });
 
+  test('on the wire a client publish carries "topic\\u0000from" as its type, a server publish the topic alone', T, async (t) => {
+    const started = await startServer('unix', {}, 'rawfrom');
+    t.after(() => started.stop());
+    const socket = await rawConnect(started.endpoint);
+    t.after(() => socket.destroy());
+    const frames = collect(socket);
+    socket.write(helloFrame({ serverId: started.id }));
+    await waitUntil(() => frames.some((f) => f.kind === EFrameKind.Welcome), 5_000, 'welcome');
+    socket.write(encodeFrame({ kind: EFrameKind.Subscribe, encoding: EPayloadEncoding.None, id: 1, type: 'feed.*' }));
+    await waitUntil(() => frames.some((f) => f.kind === EFrameKind.Subscribe), 5_000, 'acknowledgement');
+    const publisher = makeClient(started, { clientId: 'pub-ü' });
+    t.after(() => publisher.disconnect());
+    await publisher.connect();
+    await publisher.publish('feed.a', { n: 1 });
+    await started.server.publish('feed.b', { n: 2 });
+    await waitUntil(() => frames.filter((f) => f.kind === EFrameKind.Publish).length === 2, 5_000, 'two publishes');
+    // No order across publishers: tell the two apart by their payload.
+    const publishes = frames.filter((f) => f.kind === EFrameKind.Publish);
+    const fromClient = publishes.find((f) => JSON.parse(f.payload.toString()).n === 1)!;
+    const fromServer = publishes.find((f) => JSON.parse(f.payload.toString()).n === 2)!;
+    assert.equal(fromClient.type, 'feed.a\u0000pub-ü');
+    assert.deepEqual(JSON.parse(fromClient.payload.toString()), { n: 1 });
+    assert.equal(fromClient.headers, undefined, 'no JSON headers per delivery');
+    assert.equal(fromServer.type, 'feed.b');
+  });
+
+  test('U+0000 is refused in topics and patterns (it separates topic and publisher on the wire)', T, async (t) => {
+    const pair = await createPair('unix', { name: 'nul' });
+    t.after(() => pair.close());
+    await assert.rejects(pair.client.publish('a\u0000b', 1), TypeError);
+    await assert.rejects(pair.client.subscribe('a.\u0000', () => undefined), TypeError);
+    await assert.rejects(pair.server.publish('a\u0000b', 1), TypeError);
+  });
+
+  test('changing subscriptions between publishes always reaches exactly the current handlers', T, async (t) => {
+    const pair = await createPair('unix', { name: 'cache' });
+    t.after(() => pair.close());
+    const subscriber = await pair.addClient();
+    const one = inbox();
+    const two = inbox();
+    await subscriber.subscribe('x.*', one.handler);
+    await pair.client.publish('x.1', 'a');
+    await one.until(1);
+    await subscriber.subscribe('x.>', two.handler);
+    await pair.client.publish('x.1', 'b');
+    await two.until(1);
+    await one.until(2);
+    await subscriber.unsubscribe('x.*', one.handler);
+    await pair.client.publish('x.1', 'c');
+    await two.until(2);
+    await barrier(pair.client, [subscriber]);
+    assert.deepEqual(one.messages.map((m) => m.data), ['a', 'b']);
+    assert.deepEqual(two.messages.map((m) => m.data), ['b', 'c']);
+  });
+
   test('a throwing handler is reported as HANDLER_ERROR; other handlers still run', T, async (t) => {
     const pair = await createPair('unix', { name: 'throw' });
     t.after(() => pair.close());
