@@ -57,8 +57,17 @@ export const DEFAULT_SUBSCRIBE_ITERATOR_MAX_BUFFERED = 1_000;
 
 /** Streams: payload bytes per chunk frame when the caller does not say. */
 export const DEFAULT_STREAM_CHUNK_SIZE_BYTES = 64 * 1024;
-/** Bytes a receiver lets a sender have in flight or buffered unread per stream (its credit window). */
-export const STREAM_WINDOW_BYTES = 1024 * 1024;
+/**
+ * Bytes a receiver lets a sender have in flight or buffered unread per stream (its credit window).
+ * 4 MiB: ~5-8 % more throughput than 1 MiB on a Unix socket; 8 MiB gained little more for twice the
+ * worst case (maxConcurrentStreams windows per connection).
+ */
+export const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
+/**
+ * Streams: unsent bytes on a link past which a sending stream waits for the socket to drain. Requests
+ * queue behind them: 256 KiB halves request latency during a stream against 1 MiB, at the same throughput.
+ */
+export const STREAM_SEND_QUEUE_BYTES = 256 * 1024;
 /** Object-mode streams: values a receiver's readable buffers before it stops granting credit. */
 export const STREAM_OBJECT_HIGH_WATER_MARK = 256;
 /** Object-mode streams: what one value costs in credit beyond its encoded bytes (so tiny values are bounded too). */

@@ -1,6 +1,6 @@
 import * as plugins from '../../plugins.js';
-import { IpcError } from '../../smartipc.errors.js';
-import { DEFAULT_STREAM_CHUNK_SIZE_BYTES, STREAM_WINDOW_BYTES } from '../../smartipc.defaults.js';
+import { IpcError, isIpcError } from '../../smartipc.errors.js';
+import { DEFAULT_STREAM_CHUNK_SIZE_BYTES, STREAM_SEND_QUEUE_BYTES, STREAM_WINDOW_BYTES } from '../../smartipc.defaults.js';
 import { EFrameKind, type IFrame, type TSerialization } from '../../interfaces/wire.js';
 import type { ISendFileOptions, ISendStreamOptions, IStreamInfo, IStreamMeta, TStreamSource } from '../../interfaces/streams.js';
 import type { IpcChannel } from '../classes.ipcchannel.js';
@@ -141,6 +141,25 @@ export class StreamManager implements IStreamSendHost, IStreamReceiveHost {
   public send(kind: EFrameKind, type: string, encoded: IEncodedPayload, id: number, headers?: Record<string, unknown>): Promise<void> {
     if (!this.channel.isConnected) return Promise.reject(new IpcError('CONNECTION_LOST', 'connection lost'));
     return this.channel.sendEncoded(kind, type, encoded, id, headers);
+  }
+
+  public sendNow(kind: EFrameKind, type: string, encoded: IEncodedPayload, id: number): void {
+    if (!this.channel.isConnected) throw new IpcError('CONNECTION_LOST', 'connection lost');
+    try {
+      this.channel.sendEncodedNow(kind, type, encoded, id);
+    } catch (err) {
+      if (isIpcError(err, 'NOT_CONNECTED')) throw new IpcError('CONNECTION_LOST', 'connection lost', { cause: err });
+      throw err;
+    }
+  }
+
+  /** A stream stops queueing chunks at this many unsent bytes on the link, so other traffic waits behind little. */
+  public get canWrite(): boolean {
+    return this.channel.queuedBytes < STREAM_SEND_QUEUE_BYTES;
+  }
+
+  public whenWritable(): Promise<void> {
+    return this.channel.waitForDrain();
   }
 
   public forget(stream: OutgoingStream | IncomingStream): void {
