@@ -103,6 +103,7 @@ export abstract class IpcTransport implements IFrameDecoderSink {
   public attach(socket: plugins.net.Socket): void {
     this.socket = socket;
     socket.setNoDelay?.(true);
+    // Each 'data' chunk is a fresh Buffer; frames handed on may keep views of it (see IFrame).
     socket.on('data', (chunk: Buffer) => {
       this.counters.bytesReceived += chunk.length;
       this.lastReceivedAt = Date.now();

@@ -48,8 +48,10 @@ export const FLAG_HAS_HEADERS = 0b100;
 export const FLAG_KNOWN_BITS = 0b111;
 
 /**
- * A decoded frame. Its bytes are `buf[payloadStart, payloadEnd)`, a view into the received chunk:
- * decode or copy them before the next tick. `payload` makes a Buffer view of them on each access.
+ * A decoded frame. Its bytes are `buf[payloadStart, payloadEnd)`, a view into the received bytes.
+ * Those are never reused or overwritten (every socket chunk and every frame joined from several
+ * chunks is a fresh allocation; transports must not read into recycled buffers), so a view may be
+ * kept: it pins the chunk it lies in. `payload` makes a Buffer view on each access.
  */
 export interface IFrame {
   kind: EFrameKind;

@@ -68,8 +68,8 @@ export class IncomingStream extends plugins.stream.Readable {
         this.failProtocol(`stream "${this.streamId}": a binary stream got a non-binary chunk`);
         return;
       }
-      // The frame payload is a view into the socket's bytes; the reader gets its own copy.
-      this.push(Buffer.from(payload));
+      // A view into the received bytes, which are never reused (see IFrame): no copy needed.
+      this.push(payload);
       return;
     }
     let value: unknown;
