@@ -47,9 +47,12 @@ function splitAt(bytes: Buffer, cuts: number[]): Buffer[] {
   return chunks;
 }
 
+/** The fields of a decoded frame a test compares, payload copied. */
+type TExpectedFrame = Pick<IFrame, 'kind' | 'flags' | 'id' | 'type' | 'headers'> & { payload: Buffer };
+
 /** What decoding an outgoing frame must give back. */
-function expectedOf(frame: IOutgoingFrame): Omit<IFrame, 'payload'> & { payload: Buffer } {
-  const expected: Omit<IFrame, 'payload'> & { payload: Buffer } = {
+function expectedOf(frame: IOutgoingFrame): TExpectedFrame {
+  const expected: TExpectedFrame = {
     kind: frame.kind,
     flags: frame.encoding | (frame.headers === undefined ? 0 : FLAG_HAS_HEADERS),
     id: frame.id >>> 0,

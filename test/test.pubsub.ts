@@ -4,23 +4,21 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import type * as net from 'node:net';
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import { rxjs } from '@push.rocks/smartrx';
 import {
   EFrameKind,
   EPayloadEncoding,
-  FrameDecoder,
   IpcError,
   SmartIpc,
   encodeFrame,
-  type IFrame,
   type IPublishInfo,
   type IpcClient,
   type IpcServer,
 } from '../ts/index.js';
 import {
   TRANSPORTS,
+  collectFrames,
   createPair,
   expectIpcError,
   helloFrame,
@@ -74,6 +72,18 @@ async function barrier(publisher: IpcClient | IpcServer, subscribers: IpcClient[
   await publisher.publish(marker, null);
   await Promise.all(seen.map((x) => x.box.until(1)));
   await Promise.all(seen.map((x) => x.s.unsubscribe(marker)));
+}
+
+/** A server and a raw socket that has completed the handshake by hand; its frames are collected. */
+async function rawPeer(t: { after(fn: () => unknown): void }, name: string) {
+  const started = await startServer('unix', {}, name);
+  t.after(() => started.stop());
+  const socket = await rawConnect(started.endpoint);
+  t.after(() => socket.destroy());
+  const frames = collectFrames(socket);
+  socket.write(helloFrame({ serverId: started.id }));
+  await waitUntil(() => frames.some((f) => f.kind === EFrameKind.Welcome), 5_000, 'welcome');
+  return { started, socket, frames };
 }
 
 for (const kind of TRANSPORTS) {
@@ -240,13 +250,7 @@ describe('pub/sub semantics', () => {
   });
 
   test('a raw client that sends a bad pattern gets a PROTOCOL_ERROR acknowledgement and keeps its connection', T, async (t) => {
-    const started = await startServer('unix', {}, 'rawbad');
-    t.after(() => started.stop());
-    const socket = await rawConnect(started.endpoint);
-    t.after(() => socket.destroy());
-    const frames = collect(socket);
-    socket.write(helloFrame({ serverId: started.id }));
-    await waitUntil(() => frames.some((f) => f.kind === EFrameKind.Welcome), 5_000, 'welcome');
+    const { started, socket, frames } = await rawPeer(t, 'rawbad');
     socket.write(encodeFrame({ kind: EFrameKind.Subscribe, encoding: EPayloadEncoding.None, id: 7, type: 'a.>.b' }));
     socket.write(encodeFrame({ kind: EFrameKind.Subscribe, encoding: EPayloadEncoding.None, id: 8, type: 'a.*' }));
     await waitUntil(() => frames.filter((f) => f.kind === EFrameKind.Subscribe).length === 2, 5_000, 'two acknowledgements');
@@ -268,13 +272,7 @@ describe('pub/sub semantics', () => {
   });
 
   test('on the wire a client publish carries "topic\\u0000from" as its type, a server publish the topic alone', T, async (t) => {
-    const started = await startServer('unix', {}, 'rawfrom');
-    t.after(() => started.stop());
-    const socket = await rawConnect(started.endpoint);
-    t.after(() => socket.destroy());
-    const frames = collect(socket);
-    socket.write(helloFrame({ serverId: started.id }));
-    await waitUntil(() => frames.some((f) => f.kind === EFrameKind.Welcome), 5_000, 'welcome');
+    const { started, socket, frames } = await rawPeer(t, 'rawfrom');
     socket.write(encodeFrame({ kind: EFrameKind.Subscribe, encoding: EPayloadEncoding.None, id: 1, type: 'feed.*' }));
     await waitUntil(() => frames.some((f) => f.kind === EFrameKind.Subscribe), 5_000, 'acknowledgement');
     const publisher = makeClient(started, { clientId: 'pub-ü' });
@@ -641,7 +639,7 @@ describe('fan-out and backpressure', () => {
     const slowId = uniqueId('slow');
     const socket = await rawConnect(started.endpoint);
     t.after(() => socket.destroy());
-    const slowFrames = collect(socket);
+    const slowFrames = collectFrames(socket);
     socket.write(helloFrame({ serverId: started.id, clientId: slowId }));
     socket.write(encodeFrame({ kind: EFrameKind.Subscribe, encoding: EPayloadEncoding.None, id: 1, type: 'burst.>' }));
     await waitUntil(() => slowFrames.some((f) => f.kind === EFrameKind.Subscribe && f.id === 1), 5_000, 'slow subscriber acknowledged');
@@ -697,16 +695,3 @@ describe('fan-out and backpressure', () => {
     t.diagnostic(`100k burst with a stalled subscriber: ${Math.round(elapsedMs)} ms, dropped ${stats.dropped}, slow queue peak ${maxSlowQueued} B, buffer growth ${externalGrowth} B`);
   });
 });
-
-/** Frames arriving on a raw socket, payloads copied. Unlike a flowing collector it can be paused. */
-function collect(socket: net.Socket): IFrame[] {
-  const frames: IFrame[] = [];
-  const decoder = new FrameDecoder(Infinity, {
-    onFrame: (frame) => frames.push({ ...frame, payload: Buffer.from(frame.payload) }),
-    onFrameError: (error) => {
-      throw error;
-    },
-  });
-  socket.on('data', (chunk: Buffer) => decoder.push(chunk));
-  return frames;
-}

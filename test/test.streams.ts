@@ -127,11 +127,11 @@ for (const kind of TRANSPORTS) {
         fs.rmSync(target, { force: true });
       });
       const received = nextStream(pair.server);
-      const sent = pair.client.sendFile(filePath, { meta: { purpose: 'backup', size: 'caller wins' } });
+      const sent = pair.client.sendFile(filePath, { meta: { purpose: 'backup', size: 1234 } });
       const [info, readable] = await received;
       assert.equal(info.meta.type, 'file');
       assert.equal(info.meta.basename, path.basename(filePath));
-      assert.equal(info.meta.size, 'caller wins');
+      assert.equal(info.meta.size, 1234, "the caller's meta wins over the file's own size");
       assert.equal(info.meta.purpose, 'backup');
       assert.equal(info.clientId, pair.client.getClientId());
       assert.equal(info.objectMode, false);

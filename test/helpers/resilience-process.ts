@@ -82,9 +82,9 @@ export function forkScript(script: string, args: string[], env: Record<string, s
   return handle;
 }
 
-/** A resilience-server child on socketPath; resolves once it accepts connections. */
-export async function spawnServer(socketPath: string, id: string, options: Record<string, unknown> = {}): Promise<IChild> {
-  const handle = forkScript(RESILIENCE_SERVER_SCRIPT, [socketPath, id], { RESILIENCE_SERVER_OPTIONS: JSON.stringify(options) });
+/** Forks a script and waits for its 'ready' event; kills it if it never comes. */
+async function forkReady(script: string, args: string[], env: Record<string, string>): Promise<IChild> {
+  const handle = forkScript(script, args, env);
   try {
     await handle.next('ready', 20_000);
   } catch (err) {
@@ -94,16 +94,14 @@ export async function spawnServer(socketPath: string, id: string, options: Recor
   return handle;
 }
 
+/** A resilience-server child on socketPath; resolves once it accepts connections. */
+export function spawnServer(socketPath: string, id: string, options: Record<string, unknown> = {}): Promise<IChild> {
+  return forkReady(RESILIENCE_SERVER_SCRIPT, [socketPath, id], { RESILIENCE_SERVER_OPTIONS: JSON.stringify(options) });
+}
+
 /** A resilience-client child connected to socketPath as clientId. */
-export async function spawnClient(socketPath: string, id: string, clientId: string, options: Record<string, unknown> = {}): Promise<IChild> {
-  const handle = forkScript(RESILIENCE_CLIENT_SCRIPT, [socketPath, id, clientId], { RESILIENCE_CLIENT_OPTIONS: JSON.stringify(options) });
-  try {
-    await handle.next('ready', 20_000);
-  } catch (err) {
-    await handle.kill();
-    throw err;
-  }
-  return handle;
+export function spawnClient(socketPath: string, id: string, clientId: string, options: Record<string, unknown> = {}): Promise<IChild> {
+  return forkReady(RESILIENCE_CLIENT_SCRIPT, [socketPath, id, clientId], { RESILIENCE_CLIENT_OPTIONS: JSON.stringify(options) });
 }
 
 /** Whether a process with this pid still exists (a zombie counts as gone once reaped). */
