@@ -5,7 +5,7 @@ import { IpcServer } from './server/classes.ipcserver.js';
 import { IpcClient } from './client/classes.ipcclient.js';
 import { IpcStandaloneChannel } from './channel/classes.standalonechannel.js';
 import { Backoff } from './channel/classes.backoff.js';
-import { DEFAULT_CONNECT_RETRY, DEFAULT_MAX_MESSAGE_SIZE_BYTES, PROTOCOL_VERSION } from './smartipc.defaults.js';
+import { DEFAULT_CONNECT_RETRY, DEFAULT_MAX_MESSAGE_SIZE_BYTES, PROTOCOL_VERSION, DEFAULT_SPAWN_TIMEOUT_MS, DEFAULT_WAIT_FOR_SERVER_TIMEOUT_MS, PROBE_HANDSHAKE_TIMEOUT_MS } from './smartipc.defaults.js';
 import { createTransport } from './framing/transport.factory.js';
 import { registerWithServer } from './channel/handshake.js';
 
@@ -52,7 +52,7 @@ async function probeOnce(options: Partial<TEndpoint>, id: string | undefined): P
     const { welcome } = await registerWithServer(
       transport,
       { serverId: id ?? '', clientId: 'probe', metadata: {}, protocolVersion: PROTOCOL_VERSION, serialization: 'json', maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE_BYTES, probe: true },
-      2_000,
+      PROBE_HANDSHAKE_TIMEOUT_MS,
     );
     return welcome.serverId;
   } finally {
@@ -84,7 +84,7 @@ export class SmartIpc {
 
   /** `signal` stops the probing early (spawnAndConnect, once its child has died). */
   private static async waitForServerId(options: IWaitForServerOptions, signal?: AbortSignal): Promise<string> {
-    const timeoutMs = options.timeoutMs ?? 10_000;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_WAIT_FOR_SERVER_TIMEOUT_MS;
     const deadline = performance.now() + timeoutMs;
     const backoff = new Backoff(25, 500);
     let lastError: unknown;
@@ -116,7 +116,7 @@ export class SmartIpc {
    * time runs out, the child is killed and the error carries the tail of its stderr.
    */
   public static async spawnAndConnect(options: ISpawnAndConnectOptions): Promise<{ client: IpcClient; serverProcess: plugins.childProcess.ChildProcess }> {
-    const timeoutMs = options.timeoutMs ?? 15_000;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_SPAWN_TIMEOUT_MS;
     const child = plugins.childProcess.fork(options.serverScript, options.args ?? [], {
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'inherit', 'pipe', 'ipc'],

@@ -72,3 +72,13 @@ export const STREAM_SEND_QUEUE_BYTES = 256 * 1024;
 export const STREAM_OBJECT_HIGH_WATER_MARK = 256;
 /** Object-mode streams: what one value costs in credit beyond its encoded bytes (so tiny values are bounded too). */
 export const STREAM_OBJECT_CHUNK_OVERHEAD_BYTES = 32;
+
+/** `connect({ waitForReady })` without a waitTimeout. */
+export const DEFAULT_WAIT_FOR_READY_TIMEOUT_MS = 10_000;
+/** SmartIpc.waitForServer and spawnAndConnect without a timeoutMs. */
+export const DEFAULT_WAIT_FOR_SERVER_TIMEOUT_MS = 10_000;
+export const DEFAULT_SPAWN_TIMEOUT_MS = 15_000;
+/** One probe's handshake in waitForServer. */
+export const PROBE_HANDSHAKE_TIMEOUT_MS = 2_000;
+/** A peer that never closes its side after our end() is destroyed after this. */
+export const END_DESTROY_AFTER_MS = 2_000;

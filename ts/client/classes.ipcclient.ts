@@ -1,6 +1,6 @@
 import * as plugins from '../plugins.js';
 import { IpcError, isIpcError, type TIpcErrorCode } from '../smartipc.errors.js';
-import { PROTOCOL_VERSION } from '../smartipc.defaults.js';
+import { DEFAULT_WAIT_FOR_READY_TIMEOUT_MS, PROTOCOL_VERSION } from '../smartipc.defaults.js';
 import type { IHelloPayload } from '../interfaces/wire.js';
 import type { IClientConnectOptions, IIpcClientOptions, IRequestOptions } from '../interfaces/options.js';
 import type { IIpcClientEvents, IIpcMetrics, IMessageContext, TMessageHandler } from '../interfaces/events.js';
@@ -245,7 +245,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     const waitForReady = options.waitForReady === true;
     const retrying = retry.enabled || waitForReady;
     const maxAttempts = !retrying ? 1 : waitForReady ? Infinity : retry.maxAttempts;
-    const budgetMs = waitForReady ? options.waitTimeout ?? 10_000 : retry.totalTimeout;
+    const budgetMs = waitForReady ? options.waitTimeout ?? DEFAULT_WAIT_FOR_READY_TIMEOUT_MS : retry.totalTimeout;
     const deadline = performance.now() + budgetMs;
     const backoff = new Backoff(retry.initialDelay, retry.maxDelay);
     for (let attempt = 1; ; attempt++) {

@@ -1,6 +1,6 @@
 import * as plugins from '../plugins.js';
 import { IpcError, fromSocketError } from '../smartipc.errors.js';
-import { WRITE_HIGH_WATER_MARK_BYTES } from '../smartipc.defaults.js';
+import { END_DESTROY_AFTER_MS, WRITE_HIGH_WATER_MARK_BYTES } from '../smartipc.defaults.js';
 import type { EFrameKind, EPayloadEncoding, IFrame, IOutgoingFrame } from '../interfaces/wire.js';
 import type { TAddress } from '../interfaces/options.js';
 import { FrameDecoder, FrameEncoder, type IFrameDecoderSink } from './classes.framecodec.js';
@@ -196,7 +196,7 @@ export abstract class IpcTransport implements IFrameDecoderSink {
     this.flush();
     this.socket!.end();
     // A peer that never closes its side must not keep us open.
-    const timer = setTimeout(() => this.socket?.destroy(), 2_000);
+    const timer = setTimeout(() => this.socket?.destroy(), END_DESTROY_AFTER_MS);
     timer.unref();
     this.socket!.once('close', () => clearTimeout(timer));
   }

@@ -1,6 +1,6 @@
 import * as plugins from '../plugins.js';
 import { IpcError } from '../smartipc.errors.js';
-import { PROTOCOL_VERSION } from '../smartipc.defaults.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_STOP_GRACE_MS, PROTOCOL_VERSION } from '../smartipc.defaults.js';
 import { EFrameKind, type IHelloPayload, type IWelcomePayload } from '../interfaces/wire.js';
 import type { IIpcServerOptions, IRequestOptions, IServerStartOptions, IServerStopOptions, TAddress } from '../interfaces/options.js';
 import type { IIpcMetrics, IIpcServerEvents, IMessageContext, TMessageHandler } from '../interfaces/events.js';
@@ -117,7 +117,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
     this.state = 'stopping';
     this.ready = false;
-    const graceMs = options.graceMs ?? 5_000;
+    const graceMs = options.graceMs ?? DEFAULT_STOP_GRACE_MS;
     await this.listener?.close();
     this.listener = undefined;
     for (const transport of this.handshaking) transport.destroy(new IpcError('CONNECTION_LOST', 'server stopping'));
@@ -367,7 +367,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     sendJsonFrame(transport, EFrameKind.Welcome, this.welcomeFor(clientId));
     const channel = new IpcChannel({
       serialization: this.options.serialization,
-      requestTimeoutMs: 30_000,
+      requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
       heartbeat: this.options.heartbeat,
       handlers: this.handlers,
       metrics: this.metrics,
