@@ -2,6 +2,7 @@
 // code, on real Unix sockets and real TCP (port 0).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import { IpcError, SmartIpc, type IpcClient } from '../ts/index.js';
 import {
   TRANSPORTS,
@@ -355,6 +356,8 @@ for (const kind of TRANSPORTS) {
     test('CONNECTION_LOST at once for requests pending when the server process is killed', { timeout: 30_000 }, async (t) => {
       const id = uniqueId('killed');
       const where = kind === 'unix' ? uniqueSocketPath('killed') : 'tcp:0';
+      // A SIGKILLed server cannot remove its socket file: the test does.
+      if (kind === 'unix') t.after(() => fs.rmSync(where, { force: true }));
       const child = await spawnChildServer('child.hangserver.ts', [id, where]);
       t.after(() => child.kill());
       const address = child.ready as TClientEndpoint;

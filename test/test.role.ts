@@ -35,6 +35,7 @@ test('a client with no server on its socket path hosts it, emits role, and serve
 
 test('a stale socket file does not stop a client from hosting the endpoint', async (t) => {
   const socketPath = uniqueSocketPath('role-stale');
+  t.after(() => fs.rmSync(socketPath, { force: true }));
   // A socket file nobody answers on: bind, then close the handle without unlinking.
   const { spawnSync } = await import('node:child_process');
   const killed = spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(socketPath)}, () => process.kill(process.pid, 'SIGKILL'))`], { stdio: 'ignore', timeout: 5_000 });
