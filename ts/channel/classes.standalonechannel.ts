@@ -48,7 +48,7 @@ export class IpcStandaloneChannel extends IpcChannel {
     return this.activeRole;
   }
 
-  public onMessage<TReq = any, TRes = any>(type: string, handler: (data: TReq, peerId: string, context: IMessageContext) => TRes | Promise<TRes> | void): this {
+  public onMessage<TReq = unknown, TRes = unknown>(type: string, handler: (data: TReq, peerId: string, context: IMessageContext) => TRes | Promise<TRes> | void): this {
     this.handlerMap.set(type, handler as TMessageHandler);
     return this;
   }

@@ -142,7 +142,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   }
 
   /** Handles server-initiated messages and requests (`server.sendToClient`, `requestClient`, `broadcast`). */
-  public onMessage<TReq = any, TRes = any>(type: string, handler: (data: TReq, serverId: string, context: IMessageContext) => TRes | Promise<TRes> | void): this {
+  public onMessage<TReq = unknown, TRes = unknown>(type: string, handler: (data: TReq, serverId: string, context: IMessageContext) => TRes | Promise<TRes> | void): this {
     this.handlers.set(type, handler as TMessageHandler);
     return this;
   }
@@ -159,7 +159,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
    * more). Resolves once the server has acknowledged it, so a publish made after it is delivered.
    * Needs a connection (NOT_CONNECTED otherwise); restored by itself after every reconnect.
    */
-  public subscribe<T = any>(pattern: string, handler: TSubscriptionHandler<T>): Promise<void> {
+  public subscribe<T = unknown>(pattern: string, handler: TSubscriptionHandler<T>): Promise<void> {
     return this.subscriptions.subscribe(pattern, handler);
   }
 
@@ -174,12 +174,12 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   }
 
   /** A pattern's messages as an async iterator: `for await (const { topic, from, data } of client.subscribeIterator('user.*'))`. */
-  public subscribeIterator<T = any>(pattern: string, options?: ISubscribeIteratorOptions): AsyncIterableIterator<IPublishedMessage<T>> {
+  public subscribeIterator<T = unknown>(pattern: string, options?: ISubscribeIteratorOptions): AsyncIterableIterator<IPublishedMessage<T>> {
     return this.subscriptions.iterate<T>(pattern, options);
   }
 
   /** A pattern's messages as an rxjs Observable (cold: subscribing to it subscribes, unsubscribing unsubscribes). */
-  public subscribeObservable<T = any>(pattern: string): plugins.smartrx.rxjs.Observable<IPublishedMessage<T>> {
+  public subscribeObservable<T = unknown>(pattern: string): plugins.smartrx.rxjs.Observable<IPublishedMessage<T>> {
     return this.subscriptions.observe<T>(pattern);
   }
 

@@ -101,7 +101,9 @@ export class ClientSubscriptions {
   // ---- public operations (IpcClient delegates here) --------------------------------------------
 
   /** Resolves once the server has acknowledged the pattern, so a publish after it is delivered. */
-  public subscribe<T>(pattern: string, handler: TSubscriptionHandler<T>, onEnd?: () => void): Promise<void> {
+  public subscribe<T>(pattern: string, typedHandler: TSubscriptionHandler<T>, onEnd?: () => void): Promise<void> {
+    // The registry holds handlers of every data type; T is the caller's claim about the payload.
+    const handler = typedHandler as TSubscriptionHandler;
     try {
       assertValidPattern(pattern);
       if (typeof handler !== 'function') throw new TypeError('smartipc: subscribe needs a handler function');
@@ -225,7 +227,7 @@ export class ClientSubscriptions {
       buffer.length = 0;
       if (!done) {
         finish();
-        await this.unsubscribe(pattern, handler).catch(() => undefined);
+        await this.unsubscribe(pattern, handler as TSubscriptionHandler).catch(() => undefined);
       }
       return { value: undefined, done: true };
     };
@@ -272,7 +274,7 @@ export class ClientSubscriptions {
       return () => {
         if (!active) return;
         active = false;
-        void this.unsubscribe(pattern, handler).catch(() => undefined);
+        void this.unsubscribe(pattern, handler as TSubscriptionHandler).catch(() => undefined);
       };
     });
   }

@@ -29,7 +29,7 @@ export interface IMessageContext {
  * resolved promise) is the response, and a throw rejects the caller with HANDLER_ERROR.
  * `peerId` is the sender's clientId on a server, the server's id on a client.
  */
-export type TMessageHandler<TReq = any, TRes = any> = (data: TReq, peerId: string, context: IMessageContext) => TRes | Promise<TRes> | void;
+export type TMessageHandler<TReq = unknown, TRes = unknown> = (data: TReq, peerId: string, context: IMessageContext) => TRes | Promise<TRes> | void;
 
 export interface IIpcChannelEvents {
   connect: [];

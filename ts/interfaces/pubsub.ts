@@ -7,7 +7,7 @@ export interface IPublishInfo {
 }
 
 /** A subscribe handler: `(data, { topic, from })`. A throw or rejection is reported as a client `error` event. */
-export type TSubscriptionHandler<T = any> = (data: T, info: IPublishInfo) => void | Promise<void>;
+export type TSubscriptionHandler<T = unknown> = (data: T, info: IPublishInfo) => void | Promise<void>;
 
 /** One published message, as yielded by `subscribeIterator` and emitted by `subscribeObservable`. */
 export interface IPublishedMessage<T = unknown> extends IPublishInfo {

@@ -142,7 +142,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   // ---- handlers and sending --------------------------------------------------------------------
 
   /** One handler per type serves messages and requests; for a request its return value is the answer. */
-  public onMessage<TReq = any, TRes = any>(type: string, handler: (data: TReq, clientId: string, context: IMessageContext) => TRes | Promise<TRes> | void): this {
+  public onMessage<TReq = unknown, TRes = unknown>(type: string, handler: (data: TReq, clientId: string, context: IMessageContext) => TRes | Promise<TRes> | void): this {
     this.handlers.set(type, handler as TMessageHandler);
     return this;
   }
