@@ -8,55 +8,26 @@ export interface IEncodedPayload {
   payload: string | Buffer | undefined;
 }
 
-const EMPTY: IEncodedPayload = { encoding: EPayloadEncoding.None, payload: undefined };
-
 /** Turns user data into payload bytes for the negotiated serialization. Throws PROTOCOL_ERROR for data it cannot carry. */
 export function encodePayload(data: unknown, serialization: TSerialization, what: string): IEncodedPayload {
-  if (data === undefined) return EMPTY;
-  if (serialization === 'advanced') {
-    try {
-      return { encoding: EPayloadEncoding.V8, payload: plugins.v8.serialize(data) };
-    } catch (err) {
-      throw new IpcError('PROTOCOL_ERROR', `${what} cannot be serialized with structured clone: ${(err as Error).message}`, { cause: err });
-    }
-  }
-  let json: string | undefined;
-  try {
-    json = JSON.stringify(data);
-  } catch (err) {
-    throw new IpcError('PROTOCOL_ERROR', `${what} cannot be serialized as JSON: ${(err as Error).message} (serialization: 'advanced' carries BigInt, Map, Set, Buffer)`, { cause: err });
-  }
-  return json === undefined ? EMPTY : { encoding: EPayloadEncoding.Json, payload: json };
+  const payload = serialize(data, serialization === 'json', what);
+  return { encoding: encodingOf(payload), payload };
 }
 
 /** Decodes a frame payload by the encoding its flags name. Throws PROTOCOL_ERROR for bytes that do not parse. */
 export function decodePayload(flags: number, payload: Buffer): unknown {
-  const encoding = flags & FLAG_ENCODING_MASK;
-  try {
-    switch (encoding) {
-      case EPayloadEncoding.None:
-        return undefined;
-      case EPayloadEncoding.Json:
-        return JSON.parse(payload.toString('utf8'));
-      case EPayloadEncoding.V8:
-        return plugins.v8.deserialize(payload);
-      default:
-        return payload;
-    }
-  } catch (err) {
-    throw new IpcError('PROTOCOL_ERROR', `payload does not decode: ${(err as Error).message}`, { cause: err });
-  }
+  return decodeRange(flags, payload, 0, payload.length);
 }
 
 export function payloadSize(encoded: IEncodedPayload): number {
   const payload = encoded.payload;
   if (payload === undefined) return 0;
-  return typeof payload === 'string' ? payload.length : payload.length;
+  return payload.length;
 }
 
 /**
- * The hot-path form of `encodePayload`: the payload alone (a JSON string, a v8 Buffer or
- * undefined), no wrapper object. Its encoding follows from its type: see `encodingOf`.
+ * User data as payload: a JSON string, a v8 Buffer or undefined, no wrapper object (the hot path;
+ * `encodePayload` wraps it). Its encoding follows from its type: see `encodingOf`.
  */
 export function serialize(data: unknown, json: boolean, what: string): string | Buffer | undefined {
   if (data === undefined) return undefined;
@@ -78,16 +49,21 @@ export function encodingOf(payload: string | Buffer | undefined): EPayloadEncodi
   return payload === undefined ? EPayloadEncoding.None : typeof payload === 'string' ? EPayloadEncoding.Json : EPayloadEncoding.V8;
 }
 
-/** `decodePayload` over a byte range, without making a Buffer view for JSON. */
+/** Decodes buf[start, end) by the encoding the frame flags name; JSON needs no Buffer view. Throws PROTOCOL_ERROR. */
 export function decodeRange(flags: number, buf: Buffer, start: number, end: number): unknown {
   const encoding = flags & FLAG_ENCODING_MASK;
-  if (encoding === EPayloadEncoding.Json) {
-    try {
-      return JSON.parse(readUtf8(buf, start, end));
-    } catch (err) {
-      throw new IpcError('PROTOCOL_ERROR', `payload does not decode: ${(err as Error).message}`, { cause: err });
+  try {
+    switch (encoding) {
+      case EPayloadEncoding.Json:
+        return JSON.parse(readUtf8(buf, start, end));
+      case EPayloadEncoding.None:
+        return undefined;
+      case EPayloadEncoding.V8:
+        return plugins.v8.deserialize(buf.subarray(start, end));
+      default:
+        return buf.subarray(start, end);
     }
+  } catch (err) {
+    throw new IpcError('PROTOCOL_ERROR', `payload does not decode: ${(err as Error).message}`, { cause: err });
   }
-  if (encoding === EPayloadEncoding.None) return undefined;
-  return decodePayload(flags, buf.subarray(start, end));
 }
