@@ -2,8 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { SmartIpc } from '../ts/index.js';
-import { expectIpcError, uniqueId, uniqueSocketPath, waitForEvent, withTimeout } from './helpers/fixtures.js';
+import { EFrameKind, SmartIpc } from '../ts/index.js';
+import { collectFrames, expectIpcError, helloFrame, rawConnect, uniqueId, uniqueSocketPath, waitForEvent, waitUntil, withTimeout } from './helpers/fixtures.js';
 
 test('role auto: the first peer listens, the second connects, both sides request each other', async (t) => {
   const socketPath = uniqueSocketPath('channel');
@@ -87,3 +87,20 @@ test('role client with nobody listening rejects with SERVER_UNAVAILABLE', async 
   const c = SmartIpc.createChannel({ id: uniqueId('pair'), socketPath: uniqueSocketPath('channel-none'), role: 'client' });
   await expectIpcError(c.start(), 'SERVER_UNAVAILABLE');
 });
+
+test('a listening channel checks a handshake like a server: a HELLO without a usable maxMessageSize is refused', async (t) => {
+  const socketPath = uniqueSocketPath('channel-hello');
+  const id = uniqueId('pair');
+  const a = SmartIpc.createChannel({ id, socketPath, role: 'server' });
+  t.after(() => a.stop());
+  await a.start();
+  const socket = await rawConnect({ socketPath });
+  t.after(() => socket.destroy());
+  const frames = collectFrames(socket);
+  socket.write(helloFrame({ serverId: id, maxMessageSize: 0 }));
+  await waitUntil(() => frames.length > 0, 5_000, 'an answer');
+  assert.equal(frames[0].kind, EFrameKind.Reject);
+  assert.equal(JSON.parse(frames[0].payload.toString()).code, 'PROTOCOL_ERROR');
+  assert.equal(a.isConnected, false, 'the refused peer did not become the channel\'s peer');
+});
+

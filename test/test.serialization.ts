@@ -2,7 +2,8 @@
 // locally with PROTOCOL_ERROR instead of sending something the peer would misread.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TRANSPORTS, createPair, expectIpcError, waitUntil } from './helpers/fixtures.js';
+import { SmartIpc } from '../ts/index.js';
+import { TRANSPORTS, createPair, expectIpcError, startServer, waitUntil } from './helpers/fixtures.js';
 
 const T = { timeout: 20_000 };
 
@@ -166,3 +167,12 @@ describe(`serialization 'json'`, () => {
     assert.equal(await pair.client.request('identity', 'ünïcødé ✓ 😀'), 'ünïcødé ✓ 😀');
   });
 });
+
+test('waitForServer finds an advanced-serialization server: probes carry no data, so serialization is not checked', T, async (t) => {
+  const started = await startServer('unix', { serialization: 'advanced' }, 'probe-adv');
+  t.after(() => started.stop());
+  await SmartIpc.waitForServer({ ...started.endpoint, id: started.id, timeoutMs: 5_000 });
+  await SmartIpc.waitForServer({ ...started.endpoint, timeoutMs: 5_000 });
+  assert.deepEqual(started.server.getClientIds(), [], 'probes register no client');
+});
+

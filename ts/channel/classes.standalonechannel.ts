@@ -1,13 +1,13 @@
 import * as plugins from '../plugins.js';
 import { IpcError } from '../smartipc.errors.js';
 import { DEFAULT_REGISTER_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, PROTOCOL_VERSION } from '../smartipc.defaults.js';
-import { EFrameKind, type IHelloPayload } from '../interfaces/wire.js';
+import type { IHelloPayload } from '../interfaces/wire.js';
 import type { IIpcChannelOptions } from '../interfaces/options.js';
 import type { IMessageContext, TMessageHandler } from '../interfaces/events.js';
 import { createTransport } from '../framing/transport.factory.js';
 import type { IIpcListener, IpcTransport } from '../framing/classes.transport.js';
 import { IpcChannel } from './classes.ipcchannel.js';
-import { awaitHello, registerWithServer, rejectHello, sendJsonFrame } from './handshake.js';
+import { awaitHello, checkHello, registerWithServer, rejectHello, sendWelcome } from './handshake.js';
 import { emptyMetrics, resolveCommon, type IResolvedCommon } from '../smartipc.options.js';
 
 /**
@@ -118,16 +118,11 @@ export class IpcStandaloneChannel extends IpcChannel {
       const transport = medium.forAccepted(socket);
       awaitHello(transport, this.options.registerTimeoutMs).then(
         ({ hello, gate }) => {
-          const refusal = this.checkPeer(hello);
+          const refusal = checkHello(hello, this.options) ?? (this.isConnected && !hello.probe
+            ? new IpcError('TOO_MANY_CLIENTS', `channel "${this.options.id}" already has its peer`)
+            : undefined);
           if (refusal) return rejectHello(transport, refusal);
-          transport.peerMaxMessageSize = hello.maxMessageSize;
-          sendJsonFrame(transport, EFrameKind.Welcome, {
-            serverId: this.options.id,
-            clientId: hello.clientId,
-            protocolVersion: PROTOCOL_VERSION,
-            serialization: this.options.serialization,
-            maxMessageSize: this.options.maxMessageSize,
-          });
+          sendWelcome(transport, hello, this.options);
           if (hello.probe) return transport.end();
           this.attach(transport, hello.clientId, (handler) => gate.handOver(handler));
           this.emit('connect');
@@ -139,21 +134,5 @@ export class IpcStandaloneChannel extends IpcChannel {
       );
     });
     this.activeRole = 'server';
-  }
-
-  private checkPeer(hello: IHelloPayload): IpcError | undefined {
-    if (hello.serverId !== this.options.id && !(hello.probe && hello.serverId === '')) {
-      return new IpcError('ID_MISMATCH', `this channel is "${this.options.id}", the peer asked for "${hello.serverId}"`);
-    }
-    if (hello.protocolVersion !== PROTOCOL_VERSION) {
-      return new IpcError('PROTOCOL_ERROR', `protocol version mismatch: peer speaks ${hello.protocolVersion}, this side ${PROTOCOL_VERSION}`);
-    }
-    if (hello.serialization !== this.options.serialization) {
-      return new IpcError('PROTOCOL_ERROR', `serialization mismatch: peer uses '${hello.serialization}', this side '${this.options.serialization}'`);
-    }
-    if (this.isConnected && !hello.probe) {
-      return new IpcError('TOO_MANY_CLIENTS', `channel "${this.options.id}" already has its peer`);
-    }
-    return undefined;
   }
 }

@@ -1,5 +1,6 @@
 import { IpcError, isIpcErrorCode } from '../smartipc.errors.js';
-import { EFrameKind, EPayloadEncoding, type IFrame, type IHelloPayload, type IRejectPayload, type IWelcomePayload } from '../interfaces/wire.js';
+import { EFrameKind, EPayloadEncoding, type IFrame, type IHelloPayload, type IRejectPayload, type IWelcomePayload, type TSerialization } from '../interfaces/wire.js';
+import { PROTOCOL_VERSION } from '../smartipc.defaults.js';
 import type { IpcTransport, ITransportHandler } from '../framing/classes.transport.js';
 import { detachFrame } from '../framing/classes.framecodec.js';
 
@@ -170,6 +171,46 @@ export async function awaitHello(transport: IpcTransport, timeoutMs: number): Pr
     },
   );
   return { hello: value, gate };
+}
+
+/** What the accepting side checks a HELLO against. */
+export interface IHandshakeLocal {
+  id: string;
+  serialization: TSerialization;
+  maxMessageSize: number;
+}
+
+/**
+ * Checks a HELLO against this side: the service id (a probe with an empty id matches any), the
+ * protocol version, the serialization (not for probes: they carry no data) and a usable
+ * maxMessageSize. Capacity (maxClients, one peer per channel) is the caller's.
+ */
+export function checkHello(hello: IHelloPayload, local: IHandshakeLocal): IpcError | undefined {
+  if (hello.serverId !== local.id && !(hello.probe && hello.serverId === '')) {
+    return new IpcError('ID_MISMATCH', `this server is "${local.id}", the peer asked for "${hello.serverId}"`);
+  }
+  if (hello.protocolVersion !== PROTOCOL_VERSION) {
+    return new IpcError('PROTOCOL_ERROR', `protocol version mismatch: the peer speaks ${hello.protocolVersion}, this side ${PROTOCOL_VERSION}`);
+  }
+  if (!hello.probe && hello.serialization !== local.serialization) {
+    return new IpcError('PROTOCOL_ERROR', `serialization mismatch: the peer uses '${hello.serialization}', this side '${local.serialization}'`);
+  }
+  if (typeof hello.maxMessageSize !== 'number' || !(hello.maxMessageSize > 0)) {
+    return new IpcError('PROTOCOL_ERROR', 'handshake without a valid maxMessageSize');
+  }
+  return undefined;
+}
+
+/** Accepts a checked HELLO: learns the peer's limit and answers with our id and limit. */
+export function sendWelcome(transport: IpcTransport, hello: IHelloPayload, local: IHandshakeLocal): void {
+  transport.peerMaxMessageSize = hello.maxMessageSize;
+  sendJsonFrame(transport, EFrameKind.Welcome, {
+    serverId: local.id,
+    clientId: hello.clientId,
+    protocolVersion: PROTOCOL_VERSION,
+    serialization: local.serialization,
+    maxMessageSize: local.maxMessageSize,
+  } satisfies IWelcomePayload);
 }
 
 /** Refuses a handshake: the peer gets the code and message, then the connection closes. */

@@ -1,13 +1,13 @@
 import * as plugins from '../plugins.js';
 import { IpcError } from '../smartipc.errors.js';
-import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_STOP_GRACE_MS, PROTOCOL_VERSION } from '../smartipc.defaults.js';
-import { EFrameKind, type IHelloPayload, type IWelcomePayload } from '../interfaces/wire.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_STOP_GRACE_MS } from '../smartipc.defaults.js';
+import { EFrameKind, type IHelloPayload } from '../interfaces/wire.js';
 import type { IIpcServerOptions, IRequestOptions, IServerStartOptions, IServerStopOptions, TAddress } from '../interfaces/options.js';
 import type { IIpcMetrics, IIpcServerEvents, IMessageContext, TMessageHandler } from '../interfaces/events.js';
 import { createTransport } from '../framing/transport.factory.js';
 import type { IIpcListener, IpcTransport, ITransportHandler } from '../framing/classes.transport.js';
 import { IpcChannel } from '../channel/classes.ipcchannel.js';
-import { awaitHello, rejectHello, sendJsonFrame } from '../channel/handshake.js';
+import { awaitHello, checkHello, rejectHello, sendWelcome } from '../channel/handshake.js';
 import { encodePayload } from '../channel/serializer.js';
 import { emptyMetrics, resolveServer, type IResolvedServer } from '../smartipc.options.js';
 import { connectProbe } from './readiness.js';
@@ -289,14 +289,16 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     awaitHello(transport, this.options.registerTimeoutMs).then(
       ({ hello, gate }) => {
         this.handshaking.delete(transport);
-        if (hello.probe && (hello.serverId === '' || hello.serverId === this.options.id)) {
-          this.answerProbe(transport);
-          return;
-        }
-        const refusal = this.checkHello(hello);
+        const refusal = checkHello(hello, this.options) ?? (hello.probe ? undefined : this.checkCapacity(hello));
         if (refusal) {
           debug('refusing %s: %s', hello.clientId, refusal.message);
           rejectHello(transport, refusal);
+          return;
+        }
+        if (hello.probe) {
+          // waitForServer: answered, then closed; never registered as a client.
+          sendWelcome(transport, hello, this.options);
+          transport.end();
           return;
         }
         this.admit(transport, hello, (handler) => gate.handOver(handler));
@@ -315,34 +317,8 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     );
   }
 
-  private welcomeFor(clientId: string): IWelcomePayload {
-    return {
-      serverId: this.options.id,
-      clientId,
-      protocolVersion: PROTOCOL_VERSION,
-      serialization: this.options.serialization,
-      maxMessageSize: this.options.maxMessageSize,
-    };
-  }
-
-  private answerProbe(transport: IpcTransport): void {
-    sendJsonFrame(transport, EFrameKind.Welcome, this.welcomeFor(''));
-    transport.end();
-  }
-
-  private checkHello(hello: IHelloPayload): IpcError | undefined {
-    if (hello.serverId !== this.options.id) {
-      return new IpcError('ID_MISMATCH', `this server is "${this.options.id}", the client asked for "${hello.serverId}"`);
-    }
-    if (hello.protocolVersion !== PROTOCOL_VERSION) {
-      return new IpcError('PROTOCOL_ERROR', `protocol version mismatch: client speaks ${hello.protocolVersion}, server speaks ${PROTOCOL_VERSION}`);
-    }
-    if (hello.serialization !== this.options.serialization) {
-      return new IpcError('PROTOCOL_ERROR', `serialization mismatch: client uses '${hello.serialization}', server uses '${this.options.serialization}'`);
-    }
-    if (typeof hello.maxMessageSize !== 'number' || hello.maxMessageSize <= 0) {
-      return new IpcError('PROTOCOL_ERROR', 'handshake without a valid maxMessageSize');
-    }
+  /** maxClients: a newer connection that replaces one with its clientId does not count twice. */
+  private checkCapacity(hello: IHelloPayload): IpcError | undefined {
     const replacing = this.clients.has(hello.clientId) ? 1 : 0;
     if (this.clients.size - replacing >= this.options.maxClients) {
       return new IpcError('TOO_MANY_CLIENTS', `server "${this.options.id}" already serves its maximum of ${this.options.maxClients} clients`);
@@ -363,8 +339,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       this.emit('clientDisconnect', clientId, reason);
       previous.channel.close(reason.message, 'replaced');
     }
-    transport.peerMaxMessageSize = hello.maxMessageSize;
-    sendJsonFrame(transport, EFrameKind.Welcome, this.welcomeFor(clientId));
+    sendWelcome(transport, hello, this.options);
     const channel = new IpcChannel({
       serialization: this.options.serialization,
       requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
