@@ -7,6 +7,7 @@ import { IpcStandaloneChannel } from './channel/classes.standalonechannel.js';
 import { Backoff } from './channel/classes.backoff.js';
 import { DEFAULT_CONNECT_RETRY, DEFAULT_MAX_MESSAGE_SIZE_BYTES, PROTOCOL_VERSION, DEFAULT_SPAWN_TIMEOUT_MS, DEFAULT_WAIT_FOR_SERVER_TIMEOUT_MS, PROBE_HANDSHAKE_TIMEOUT_MS } from './smartipc.defaults.js';
 import { createTransport } from './framing/transport.factory.js';
+import { describeEndpoint, resolveEndpoint } from './smartipc.options.js';
 import { registerWithServer } from './channel/handshake.js';
 
 export type IWaitForServerOptions = Partial<TEndpoint> & {
@@ -31,18 +32,9 @@ export type ISpawnAndConnectOptions = Partial<TEndpoint> & {
   clientOptions?: Partial<IIpcClientOptions>;
 };
 
-function endpointOf(options: Partial<TEndpoint>): TEndpoint {
-  if (typeof options.socketPath === 'string') return { socketPath: options.socketPath };
-  return { host: options.host, port: options.port!, ...(options.tls ? { tls: options.tls } : {}) } as TEndpoint;
-}
-
-function describeEndpoint(options: Partial<TEndpoint>): string {
-  return options.socketPath ?? `${options.host ?? '127.0.0.1'}:${options.port}`;
-}
-
 /** One connect + probe handshake. Resolves with the server's id; the server registers nothing. */
 async function probeOnce(options: Partial<TEndpoint>, id: string | undefined): Promise<string> {
-  const transport = createTransport(endpointOf(options), { maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE_BYTES });
+  const transport = createTransport(resolveEndpoint(options), { maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE_BYTES });
   try {
     await transport.connect();
   } catch (err) {
@@ -136,10 +128,10 @@ export class SmartIpc {
     // process alive) until timeoutMs.
     const probing = new AbortController();
     try {
-      const serverId = await Promise.race([SmartIpc.waitForServerId({ ...endpointOf(options), id: options.id, timeoutMs }, probing.signal), exited]);
+      const serverId = await Promise.race([SmartIpc.waitForServerId({ ...resolveEndpoint(options), id: options.id, timeoutMs }, probing.signal), exited]);
       client = new IpcClient({
         ...options.clientOptions,
-        ...endpointOf(options),
+        ...resolveEndpoint(options),
         id: serverId,
         clientId: options.clientId,
         clientOnly: true,

@@ -37,6 +37,11 @@ export function resolveEndpoint(options: Partial<TEndpoint>): TEndpoint {
   return fail('an endpoint needs socketPath (Unix socket / named pipe) or port (TCP)');
 }
 
+/** An endpoint for messages: its socket path, or host:port. */
+export function describeEndpoint(endpoint: Partial<TEndpoint>): string {
+  return endpoint.socketPath ?? `${endpoint.host ?? '127.0.0.1'}:${endpoint.port}`;
+}
+
 export function resolveCommon(options: IIpcCommonOptions & Partial<TEndpoint>): IResolvedCommon {
   if (!options || typeof options !== 'object') fail('options are required');
   if (typeof options.id !== 'string' || options.id.length === 0) fail('id (the service name) must be a non-empty string');

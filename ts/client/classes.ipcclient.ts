@@ -10,7 +10,7 @@ import { IpcChannel } from '../channel/classes.ipcchannel.js';
 import { Backoff } from '../channel/classes.backoff.js';
 import { registerWithServer } from '../channel/handshake.js';
 import { IpcServer } from '../server/classes.ipcserver.js';
-import { emptyMetrics, resolveClient, type IResolvedClient } from '../smartipc.options.js';
+import { describeEndpoint, emptyMetrics, resolveClient, type IResolvedClient } from '../smartipc.options.js';
 import { debug } from '../smartipc.log.js';
 import { ClientSubscriptions } from './classes.subscriptions.js';
 import type { IClientPubSubStats, IPublishedMessage, ISubscribeIteratorOptions, TSubscriptionHandler } from '../interfaces/pubsub.js';
@@ -420,8 +420,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   }
 
   private describe(): string {
-    const endpoint = this.options.endpoint;
-    return endpoint.socketPath ?? `${endpoint.host ?? '127.0.0.1'}:${endpoint.port}`;
+    return describeEndpoint(this.options.endpoint);
   }
 
   private emitError(error: IpcError): void {
