@@ -1,31 +1,40 @@
-/** Every failure smartipc reports carries one of these codes; they are a stable API. */
-export type TIpcErrorCode =
-  | 'TIMEOUT'
-  | 'ABORTED'
-  | 'NOT_CONNECTED'
-  | 'CONNECTION_LOST'
-  | 'SERVER_UNAVAILABLE'
-  | 'REGISTER_TIMEOUT'
-  | 'ID_MISMATCH'
-  | 'NO_HANDLER'
-  | 'HANDLER_ERROR'
-  | 'MESSAGE_TOO_LARGE'
-  | 'PROTOCOL_ERROR'
-  | 'ADDRESS_IN_USE'
-  | 'CLIENT_NOT_FOUND'
-  | 'STREAM_CANCELLED'
-  | 'TOO_MANY_STREAMS'
-  | 'TOO_MANY_CLIENTS'
-  | 'AUTH_FAILED'
-  | 'RATE_LIMITED'
-  | 'FORBIDDEN';
+/**
+ * Every code smartipc reports, in one list: the union type is derived from it, so a code cannot be
+ * added to one and forgotten in the other. Codes are a stable API; messages are not.
+ */
+export const IPC_ERROR_CODES = [
+  'TIMEOUT',
+  'ABORTED',
+  'NOT_CONNECTED',
+  'CONNECTION_LOST',
+  'CLOSED',
+  'SERVER_UNAVAILABLE',
+  'REGISTER_TIMEOUT',
+  'ID_MISMATCH',
+  'NO_HANDLER',
+  'HANDLER_ERROR',
+  'MESSAGE_TOO_LARGE',
+  'PROTOCOL_ERROR',
+  'ADDRESS_IN_USE',
+  'CLIENT_NOT_FOUND',
+  'STREAM_CANCELLED',
+  'TOO_MANY_STREAMS',
+  'TOO_MANY_CLIENTS',
+  'AUTH_FAILED',
+  'RATE_LIMITED',
+  'FORBIDDEN',
+  'TLS_ERROR',
+  'INVALID_ARGUMENT',
+  'SERVICE_NOT_FOUND',
+  'METHOD_NOT_FOUND',
+  'MAX_DEPTH_EXCEEDED',
+  'CIRCUIT_OPEN',
+] as const;
 
-export const IPC_ERROR_CODES: readonly TIpcErrorCode[] = [
-  'TIMEOUT', 'ABORTED', 'NOT_CONNECTED', 'CONNECTION_LOST', 'SERVER_UNAVAILABLE',
-  'REGISTER_TIMEOUT', 'ID_MISMATCH', 'NO_HANDLER', 'HANDLER_ERROR', 'MESSAGE_TOO_LARGE',
-  'PROTOCOL_ERROR', 'ADDRESS_IN_USE', 'CLIENT_NOT_FOUND', 'STREAM_CANCELLED',
-  'TOO_MANY_STREAMS', 'TOO_MANY_CLIENTS', 'AUTH_FAILED', 'RATE_LIMITED', 'FORBIDDEN',
-];
+/** Every failure smartipc reports carries one of these codes. */
+export type TIpcErrorCode = (typeof IPC_ERROR_CODES)[number];
+
+const CODE_SET: ReadonlySet<string> = new Set(IPC_ERROR_CODES);
 
 /** What a remote handler threw, as it crossed the wire. */
 export interface IRemoteError {
@@ -37,27 +46,43 @@ export interface IRemoteError {
 export interface IIpcErrorOptions {
   cause?: unknown;
   remote?: IRemoteError;
+  /** RATE_LIMITED: milliseconds until the caller may try again. */
+  retryAfterMs?: number;
 }
 
+/**
+ * The one error class of the library. `code` says what happened (switch on it, never on the
+ * message); `remote` describes what a handler in the other process threw; `retryAfterMs` comes
+ * with RATE_LIMITED.
+ */
 export class IpcError extends Error {
   public readonly code: TIpcErrorCode;
   /** Set when the failure happened in the other process (HANDLER_ERROR and errors relayed from the peer). */
   public readonly remote?: IRemoteError;
+  /** RATE_LIMITED: when the caller may try again, in ms. */
+  public readonly retryAfterMs?: number;
 
   constructor(code: TIpcErrorCode, message: string, options: IIpcErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
     if (options.remote) this.remote = options.remote;
+    if (options.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
   }
 }
 
+/** True for an IpcError (of `code`, when given). Narrows `unknown` in a catch block. */
 export function isIpcError(value: unknown, code?: TIpcErrorCode): value is IpcError {
   return value instanceof IpcError && (code === undefined || value.code === code);
 }
 
 export function isIpcErrorCode(value: unknown): value is TIpcErrorCode {
-  return typeof value === 'string' && (IPC_ERROR_CODES as readonly string[]).includes(value);
+  return typeof value === 'string' && CODE_SET.has(value);
+}
+
+/** A bad option or argument: thrown at once, before anything is sent. */
+export function invalidArgument(message: string, cause?: unknown): IpcError {
+  return new IpcError('INVALID_ARGUMENT', `smartipc: ${message}`, cause === undefined ? {} : { cause });
 }
 
 /** Describes anything thrown so it can cross the wire; never throws itself. */
