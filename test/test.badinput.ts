@@ -4,7 +4,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { EFrameKind, EPayloadEncoding, IpcError, SmartIpc, encodeFrame, type IIpcClientOptions, type TIpcErrorCode } from '../ts/index.js';
+import { EFrameKind, EPayloadEncoding, IpcError, SmartIpc, encodeFrame, type IIpcClientOptions, type TIpcErrorCode } from '../ts/internal.js';
 import {
   TRANSPORTS,
   collectFrames,

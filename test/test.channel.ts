@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { EFrameKind, SmartIpc } from '../ts/index.js';
+import { EFrameKind, SmartIpc } from '../ts/internal.js';
 import { collectFrames, expectIpcError, helloFrame, rawConnect, uniqueId, uniqueSocketPath, waitForEvent, waitUntil, withTimeout } from './helpers/fixtures.js';
 
 test('role auto: the first peer listens, the second connects, both sides request each other', async (t) => {
@@ -101,6 +101,6 @@ test('a listening channel checks a handshake like a server: a HELLO without a us
   await waitUntil(() => frames.length > 0, 5_000, 'an answer');
   assert.equal(frames[0].kind, EFrameKind.Reject);
   assert.equal(JSON.parse(frames[0].payload.toString()).code, 'PROTOCOL_ERROR');
-  assert.equal(a.isConnected, false, 'the refused peer did not become the channel\'s peer');
+  assert.equal(a.getIsConnected(), false, 'the refused peer did not become the channel\'s peer');
 });
 

@@ -16,7 +16,7 @@ import {
   encodeFrame,
   type IFrame,
   type IOutgoingFrame,
-} from '../ts/index.js';
+} from '../ts/internal.js';
 
 interface IDecodeResult {
   frames: IFrame[];

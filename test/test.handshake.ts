@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { EFrameKind, IpcError, SmartIpc, type IRejectPayload, type IWelcomePayload } from '../ts/index.js';
+import { EFrameKind, IpcError, SmartIpc, type IRejectPayload, type IWelcomePayload } from '../ts/internal.js';
 import {
   TRANSPORTS,
   collectFrames,

@@ -3,10 +3,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { IpcError, NamedPipeTransport, TcpTransport, UnixSocketTransport, createTransport, toPipePath } from '../ts/index.js';
+import { IpcError, createMedium, describeEndpoint, resolveEndpoint, toPipePath } from '../ts/internal.js';
 
 const PIPE_PREFIX = '\\\\.\\pipe\\';
-const limits = { maxMessageSize: 1024 };
 
 describe('toPipePath', () => {
   test('a pipe path passes through unchanged', () => {
@@ -57,40 +56,46 @@ describe('toPipePath', () => {
   });
 });
 
-describe('createTransport picks the medium', () => {
-  test('win32 with a socketPath: a named pipe', () => {
-    const transport = createTransport({ socketPath: '/tmp/svc.sock' }, limits, {}, 'win32');
-    assert.ok(transport instanceof NamedPipeTransport);
-    assert.equal((transport as NamedPipeTransport).pipePath, toPipePath('/tmp/svc.sock'));
-    assert.ok((transport as NamedPipeTransport).pipePath.startsWith(`${PIPE_PREFIX}tmp-svc.sock-`));
-    assert.equal(transport.describe(), toPipePath('/tmp/svc.sock'));
-    const explicit = createTransport({ socketPath: '\\\\.\\pipe\\svc' }, limits, {}, 'win32');
-    assert.ok(explicit instanceof NamedPipeTransport);
-    assert.equal((explicit as NamedPipeTransport).pipePath, '\\\\.\\pipe\\svc');
+describe('the medium registry picks the medium', () => {
+  test('win32 with a socketPath: a named pipe, named by toPipePath', () => {
+    const medium = createMedium({ socketPath: '/tmp/svc.sock' }, 'win32');
+    assert.equal(medium.kind, 'pipe');
+    assert.equal(medium.describe(), toPipePath('/tmp/svc.sock'));
+    assert.ok(medium.describe().startsWith(`${PIPE_PREFIX}tmp-svc.sock-`));
+    const explicit = createMedium({ socketPath: '\\\\.\\pipe\\svc' }, 'win32');
+    assert.equal(explicit.kind, 'pipe');
+    assert.equal(explicit.describe(), '\\\\.\\pipe\\svc');
   });
 
   test('linux and darwin with a socketPath: a Unix socket', () => {
     for (const platform of ['linux', 'darwin', 'freebsd'] as NodeJS.Platform[]) {
-      const transport = createTransport({ socketPath: '/tmp/svc.sock' }, limits, {}, platform);
-      assert.ok(transport instanceof UnixSocketTransport, platform);
-      assert.ok(!(transport instanceof NamedPipeTransport));
-      assert.equal(transport.describe(), '/tmp/svc.sock');
+      const medium = createMedium({ socketPath: '/tmp/svc.sock' }, platform);
+      assert.equal(medium.kind, 'unix', platform);
+      assert.equal(medium.describe(), '/tmp/svc.sock');
     }
   });
 
-  test('a port means TCP on every platform', () => {
+  test('a port means TCP on every platform, and tls means TLS', () => {
     for (const platform of ['win32', 'linux', 'darwin'] as NodeJS.Platform[]) {
-      assert.ok(createTransport({ host: '127.0.0.1', port: 1234 }, limits, {}, platform) instanceof TcpTransport, platform);
+      assert.equal(createMedium({ host: '127.0.0.1', port: 1234 }, platform).kind, 'tcp', platform);
+      assert.equal(createMedium({ host: '127.0.0.1', port: 1234, tls: {} }, platform).kind, 'tls', platform);
     }
+    assert.equal(describeEndpoint({ host: 'example.org', port: 99, tls: {} }), 'tls://example.org:99');
+    assert.equal(describeEndpoint({ port: 99 }), 'tcp://127.0.0.1:99');
   });
 
   test('the current platform is the default', () => {
-    const transport = createTransport({ socketPath: '/tmp/svc.sock' }, limits);
-    if (process.platform === 'win32') assert.ok(transport instanceof NamedPipeTransport);
-    else assert.ok(transport instanceof UnixSocketTransport);
+    const medium = createMedium({ socketPath: '/tmp/svc.sock' });
+    assert.equal(medium.kind, process.platform === 'win32' ? 'pipe' : 'unix');
   });
 
-  test('an endpoint with neither socketPath nor port is refused', () => {
-    assert.throws(() => createTransport({} as never, limits, {}, 'linux'), (err: unknown) => err instanceof IpcError);
+  test('an endpoint with neither socketPath nor port, or with both, is INVALID_ARGUMENT', () => {
+    for (const endpoint of [{}, { socketPath: '' }, { socketPath: '/x', port: 1 }, { port: 70_000 }, { port: 1.5 }, { socketPath: '/x', tls: {} }]) {
+      assert.throws(
+        () => resolveEndpoint(endpoint as never, 'linux'),
+        (err: unknown) => err instanceof IpcError && err.code === 'INVALID_ARGUMENT',
+        JSON.stringify(endpoint),
+      );
+    }
   });
 });

@@ -12,10 +12,11 @@ import {
   IpcError,
   SmartIpc,
   encodeFrame,
+  serverConnectionOf,
   type IPublishInfo,
   type IpcClient,
   type IpcServer,
-} from '../ts/index.js';
+} from '../ts/internal.js';
 import {
   TRANSPORTS,
   collectFrames,
@@ -455,7 +456,7 @@ describe('pub/sub across reconnects', () => {
     await pair.client.publish('x.y', 1);
     await box.until(1);
     const lost = waitForEvent(subscriber, 'disconnect');
-    pair.server.getChannelOf(subscriber.getClientId())!.destroy(new IpcError('CONNECTION_LOST', 'test drops the link'));
+    serverConnectionOf(pair.server, subscriber.getClientId())!.destroy(new IpcError('CONNECTION_LOST', 'test drops the link'));
     await lost;
     assert.deepEqual(await withTimeout(loop, 5_000, 'iterator end'), ['x.y']);
     await waitUntil(() => completed, 5_000, 'observable complete');
@@ -651,7 +652,7 @@ describe('fan-out and backpressure', () => {
     const batch = 500;
     const maxLag = 1_000; // fast subscribers are fast: they stay within this many messages
     const pad = 'x'.repeat(400);
-    const slowChannel = started.server.getChannelOf(slowId)!;
+    const slowChannel = serverConnectionOf(started.server, slowId)!;
     let maxSlowQueued = 0;
     const memoryBefore = process.memoryUsage();
     let peakExternal = 0;

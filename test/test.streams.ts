@@ -16,11 +16,13 @@ import {
   EPayloadEncoding,
   IpcError,
   SmartIpc,
+  clientConnectionOf,
   defaults,
+  interceptFrames,
   type IStreamInfo,
   type IpcClient,
   type IpcServer,
-} from '../ts/index.js';
+} from '../ts/internal.js';
 import {
   TRANSPORTS,
   createPair,
@@ -165,21 +167,21 @@ describe('integrity', () => {
   /** Opens a stream by hand (raw frames through the client's channel) so the end frame can lie. */
   async function forgedStream(end: { bytes: number; chunks: number; sha256?: string }, checksum: 'sha256' | 'none') {
     const pair = await createPair('unix');
-    const channel = pair.client.getChannel();
+    const channel = clientConnectionOf(pair.client);
     // This client only forges: it takes over the credit frames to know when it may send.
     let credited!: () => void;
     const firstCredit = new Promise<void>((resolve) => (credited = resolve));
-    channel.setFrameHook(EFrameKind.StreamCredit, () => credited());
+    interceptFrames(channel, EFrameKind.StreamCredit, () => credited());
     const received = nextStream(pair.server);
     const id = 4242;
     const json = (body: unknown) => ({ encoding: EPayloadEncoding.Json, payload: JSON.stringify(body) });
-    await channel.sendEncoded(EFrameKind.StreamOpen, 'forged', json({ meta: {}, objectMode: false, checksum }), id);
+    await channel.send(EFrameKind.StreamOpen, 'forged', json({ meta: {}, objectMode: false, checksum }), id);
     const [, readable] = await received;
     const failure = closedWith(readable);
     readable.resume();
     await withTimeout(firstCredit, 5_000, 'first credit');
-    await channel.sendEncoded(EFrameKind.StreamChunk, '', { encoding: EPayloadEncoding.Binary, payload: Buffer.from('hello') }, id);
-    await channel.sendEncoded(EFrameKind.StreamEnd, 's', json(end), id);
+    await channel.send(EFrameKind.StreamChunk, '', { encoding: EPayloadEncoding.Binary, payload: Buffer.from('hello') }, id);
+    await channel.send(EFrameKind.StreamEnd, 's', json(end), id);
     return { pair, error: await failure };
   }
 

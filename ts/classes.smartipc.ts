@@ -1,14 +1,27 @@
 import * as plugins from './plugins.js';
-import { IpcError } from './smartipc.errors.js';
-import type { IConnectRetryOptions, IIpcChannelOptions, IIpcClientOptions, IIpcServerOptions, TEndpoint } from './interfaces/options.js';
+import { IpcError, invalidArgument, isIpcError } from './smartipc.errors.js';
+import type { IConnectParentOptions, IConnectRetryOptions, IForkOptions, IIpcChannelOptions, IIpcClientOptions, IIpcServerOptions, TEndpoint } from './interfaces/options.js';
 import { IpcServer } from './server/classes.ipcserver.js';
 import { IpcClient } from './client/classes.ipcclient.js';
-import { IpcStandaloneChannel } from './channel/classes.standalonechannel.js';
+import { IpcChannel } from './channel/classes.ipcchannel.js';
 import { Backoff } from './channel/classes.backoff.js';
-import { DEFAULT_CONNECT_RETRY, DEFAULT_MAX_MESSAGE_SIZE_BYTES, PROTOCOL_VERSION, DEFAULT_SPAWN_TIMEOUT_MS, DEFAULT_WAIT_FOR_SERVER_TIMEOUT_MS, PROBE_HANDSHAKE_TIMEOUT_MS } from './smartipc.defaults.js';
-import { createTransport } from './framing/transport.factory.js';
-import { describeEndpoint, resolveEndpoint } from './smartipc.options.js';
+import {
+  DEFAULT_CONNECT_RETRY,
+  DEFAULT_FORK_TIMEOUT_MS,
+  DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+  DEFAULT_SPAWN_TIMEOUT_MS,
+  DEFAULT_WAIT_FOR_SERVER_TIMEOUT_MS,
+  PROBE_HANDSHAKE_TIMEOUT_MS,
+  PROTOCOL_VERSION,
+  WAIT_FOR_SERVER_INITIAL_DELAY_MS,
+  WAIT_FOR_SERVER_MAX_DELAY_MS,
+} from './smartipc.defaults.js';
+import { createMedium, describeEndpoint, resolveEndpoint } from './framing/media/index.js';
+import { childProcessMedium, parentProcessMedium, PARENT_LINK_ENV, PARENT_LINK_FD, readParentLink } from './framing/media/child.js';
+import { FramedLink } from './framing/classes.framedlink.js';
 import { registerWithServer } from './channel/handshake.js';
+import { durationMs, nonEmptyString, resolveLinkChannel } from './smartipc.options.js';
+import './server/endpointhosting.js';
 
 export type IWaitForServerOptions = Partial<TEndpoint> & {
   /** Only a server with this id counts. @default any id */
@@ -32,25 +45,32 @@ export type ISpawnAndConnectOptions = Partial<TEndpoint> & {
   clientOptions?: Partial<IIpcClientOptions>;
 };
 
-/** One connect + probe handshake. Resolves with the server's id; the server registers nothing. */
-async function probeOnce(options: Partial<TEndpoint>, id: string | undefined): Promise<string> {
-  const transport = createTransport(resolveEndpoint(options), { maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE_BYTES });
-  try {
-    await transport.connect();
-  } catch (err) {
-    throw new IpcError('SERVER_UNAVAILABLE', `no server at ${transport.describe()} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
-  }
+/** What `SmartIpc.fork` resolves with. */
+export interface IForkedChild {
+  /** The parent's end of the private link. */
+  channel: IpcChannel;
+  child: plugins.childProcess.ChildProcess;
+}
+
+/** One dial + probe handshake. Resolves with the server's id; the server registers nothing. */
+async function probeOnce(endpoint: TEndpoint, id: string | undefined): Promise<string> {
+  const medium = createMedium(endpoint);
+  const opened = await medium.dial();
+  const link = new FramedLink(opened.stream, { maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE_BYTES, description: medium.describe(), peer: opened.peer });
   try {
     const { welcome } = await registerWithServer(
-      transport,
+      link,
       { serverId: id ?? '', clientId: 'probe', metadata: {}, protocolVersion: PROTOCOL_VERSION, serialization: 'json', maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE_BYTES, probe: true },
       PROBE_HANDSHAKE_TIMEOUT_MS,
     );
     return welcome.serverId;
   } finally {
-    transport.destroy();
+    link.destroy();
   }
 }
+
+/** The link a process started by `SmartIpc.fork` has to its parent: made once, on the first connectParent(). */
+let parentChannel: Promise<IpcChannel> | undefined;
 
 export class SmartIpc {
   public static createServer(options: IIpcServerOptions): IpcServer {
@@ -61,9 +81,9 @@ export class SmartIpc {
     return new IpcClient(options);
   }
 
-  /** A symmetric link between exactly two processes; see IpcStandaloneChannel. */
-  public static createChannel(options: IIpcChannelOptions): IpcStandaloneChannel {
-    return new IpcStandaloneChannel(options);
+  /** A symmetric link between exactly two processes; see IpcChannel. */
+  public static createChannel(options: IIpcChannelOptions): IpcChannel {
+    return new IpcChannel(options);
   }
 
   /**
@@ -76,16 +96,19 @@ export class SmartIpc {
 
   /** `signal` stops the probing early (spawnAndConnect, once its child has died). */
   private static async waitForServerId(options: IWaitForServerOptions, signal?: AbortSignal): Promise<string> {
-    const timeoutMs = options.timeoutMs ?? DEFAULT_WAIT_FOR_SERVER_TIMEOUT_MS;
+    if (options === null || typeof options !== 'object') throw invalidArgument('waitForServer needs options with an endpoint');
+    const endpoint = resolveEndpoint(options);
+    const timeoutMs = durationMs('timeoutMs', options.timeoutMs, DEFAULT_WAIT_FOR_SERVER_TIMEOUT_MS, { allowInfinity: false });
+    if (options.id !== undefined) nonEmptyString('id', options.id);
     const deadline = performance.now() + timeoutMs;
-    const backoff = new Backoff(25, 500);
+    const backoff = new Backoff(WAIT_FOR_SERVER_INITIAL_DELAY_MS, WAIT_FOR_SERVER_MAX_DELAY_MS);
     let lastError: unknown;
     for (;;) {
       try {
-        return await probeOnce(options, options.id);
+        return await probeOnce(endpoint, options.id);
       } catch (err) {
         lastError = err;
-        if ((err as IpcError).code === 'ID_MISMATCH' || (err as IpcError).code === 'PROTOCOL_ERROR') throw err;
+        if (isIpcError(err, 'ID_MISMATCH') || isIpcError(err, 'PROTOCOL_ERROR') || isIpcError(err, 'TLS_ERROR')) throw err;
       }
       const delay = backoff.next();
       if (performance.now() + delay > deadline || signal?.aborted) break;
@@ -100,7 +123,7 @@ export class SmartIpc {
       });
       if (signal?.aborted) break;
     }
-    throw new IpcError('TIMEOUT', `no server answered on ${describeEndpoint(options)} within ${timeoutMs} ms (last: ${(lastError as Error)?.message})`, { cause: lastError });
+    throw new IpcError('TIMEOUT', `no server answered on ${describeEndpoint(endpoint)} within ${timeoutMs} ms (last: ${(lastError as Error)?.message})`, { cause: lastError });
   }
 
   /**
@@ -108,7 +131,9 @@ export class SmartIpc {
    * time runs out, the child is killed and the error carries the tail of its stderr.
    */
   public static async spawnAndConnect(options: ISpawnAndConnectOptions): Promise<{ client: IpcClient; serverProcess: plugins.childProcess.ChildProcess }> {
-    const timeoutMs = options.timeoutMs ?? DEFAULT_SPAWN_TIMEOUT_MS;
+    if (options === null || typeof options !== 'object') throw invalidArgument('spawnAndConnect needs options');
+    nonEmptyString('serverScript', options.serverScript);
+    const timeoutMs = durationMs('timeoutMs', options.timeoutMs, DEFAULT_SPAWN_TIMEOUT_MS, { allowInfinity: false });
     const child = plugins.childProcess.fork(options.serverScript, options.args ?? [], {
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
@@ -148,6 +173,87 @@ export class SmartIpc {
       const error = err as IpcError;
       throw new IpcError(error.code ?? 'SERVER_UNAVAILABLE', `${error.message}${tail}`, { cause: err });
     }
+  }
+
+  /**
+   * Forks a Node.js module with a private byte-stream pipe to it (an extra stdio pipe: no socket
+   * file, no port) and resolves once the child called `SmartIpc.connectParent()` and the handshake
+   * completed. Both ends have the channel API. The child exiting rejects what is pending with
+   * CONNECTION_LOST at once; a child that does not connect within `timeoutMs` is killed and fork
+   * rejects TIMEOUT.
+   */
+  public static async fork(modulePath: string, options: IForkOptions = {}): Promise<IForkedChild> {
+    nonEmptyString('modulePath', modulePath);
+    if (options === null || typeof options !== 'object') throw invalidArgument('fork options must be an object');
+    const id = options.id ?? `fork-${plugins.crypto.randomBytes(4).toString('hex')}`;
+    const resolved = resolveLinkChannel(options, id);
+    const timeoutMs = durationMs('timeoutMs', options.timeoutMs, DEFAULT_FORK_TIMEOUT_MS, { allowInfinity: false });
+    const output = options.silent === true ? 'pipe' : 'inherit';
+    const child = plugins.childProcess.spawn(process.execPath, [...(options.execArgv ?? process.execArgv), modulePath, ...(options.args ?? [])], {
+      cwd: options.cwd,
+      env: { ...(options.env ?? process.env), [PARENT_LINK_ENV]: JSON.stringify({ fd: PARENT_LINK_FD, id }) },
+      stdio: ['inherit', output, output, 'pipe'],
+    });
+    const channel = new IpcChannel(undefined, { ...resolved, role: 'server', medium: childProcessMedium(child), singlePeer: true });
+    const exited = new Promise<never>((_, reject) => {
+      child.once('exit', (code, signal) => {
+        const why = `child process ${child.pid} (${modulePath}) exited (${signal ?? `code ${code}`})`;
+        // A grandchild may still hold the pipe open: the link goes with the child, at once.
+        channel.destroyLink(new IpcError('CONNECTION_LOST', why));
+        reject(new IpcError('CONNECTION_LOST', `${why} before it called SmartIpc.connectParent()`));
+      });
+      child.once('error', (err) => reject(new IpcError('NOT_CONNECTED', `cannot start ${modulePath}: ${err.message}`, { cause: err })));
+    });
+    exited.catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const connected = new Promise<void>((resolve) => channel.once('connect', () => resolve()));
+      await channel.start();
+      await Promise.race([
+        connected,
+        exited,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new IpcError('TIMEOUT', `child process ${child.pid} (${modulePath}) did not call SmartIpc.connectParent() within ${timeoutMs} ms; it was killed`)), timeoutMs);
+        }),
+      ]);
+      return { channel, child };
+    } catch (err) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await channel.stop().catch(() => undefined);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * In a process started by `SmartIpc.fork`: the channel to the parent, once the handshake
+   * completed (every call returns the same channel). Rejects NOT_CONNECTED in a process that was
+   * not started that way.
+   */
+  public static connectParent(options: IConnectParentOptions = {}): Promise<IpcChannel> {
+    if (parentChannel !== undefined) return parentChannel;
+    const info = readParentLink();
+    if (info === undefined) {
+      return Promise.reject(new IpcError('NOT_CONNECTED', `this process was not started by SmartIpc.fork (no ${PARENT_LINK_ENV} in its environment), so it has no parent link`));
+    }
+    let resolved;
+    try {
+      resolved = resolveLinkChannel(options, info.id);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // Processes this one starts must not take the link for theirs.
+    delete process.env[PARENT_LINK_ENV];
+    const channel = new IpcChannel(undefined, { ...resolved, role: 'client', medium: parentProcessMedium(info) });
+    parentChannel = channel.start().then(
+      () => channel,
+      (err) => {
+        parentChannel = undefined;
+        throw err;
+      },
+    );
+    return parentChannel;
   }
 
   /** Writes a readable to a file; resolves when the file is complete and closed. */

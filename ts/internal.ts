@@ -1,17 +1,50 @@
 // What tests (and the package's own CLI and NATS bridge) need beyond the public face. Not exported
 // from the package root: nothing here is a stable API.
 export * from './index.js';
+export * as wire from './interfaces/wire.js';
+export { EFrameKind, EPayloadEncoding, FLAG_HAS_ATTACHMENTS, FLAG_HAS_BUDGET, FLAG_HAS_HEADERS, FRAME_KIND_MAX, type IRejectPayload, type IFrame, type IOutgoingFrame, type IHelloPayload, type IWelcomePayload } from './interfaces/wire.js';
 export { FrameDecoder, FrameEncoder, encodeFrame, DecodedFrame, detachFrame, type IFrameDecoderSink } from './framing/classes.framecodec.js';
-export { IpcTransport, type IIpcListener, type ITransportHandler, type ITransportLimits } from './framing/classes.transport.js';
-export { UnixSocketTransport } from './framing/classes.unixsockettransport.js';
-export { NamedPipeTransport, toPipePath } from './framing/classes.namedpipetransport.js';
-export { TcpTransport } from './framing/classes.tcptransport.js';
-export { createTransport } from './framing/transport.factory.js';
-export { PendingRequests, type IPendingRequest } from './channel/classes.pendingrequests.js';
+export { FramedLink, type ILinkHandler, type ILinkOptions, type ILinkPeer, type IByteCounters } from './framing/classes.framedlink.js';
+export { createMedium, describeEndpoint, resolveEndpoint, mediumModuleFor, toPipePath, type IMedium, type IMediumListener, type IOpenedStream } from './framing/media/index.js';
+export { childProcessMedium, parentProcessMedium, readParentLink, PARENT_LINK_ENV } from './framing/media/child.js';
+export { IpcConnection, type IConnectionConfig, type IConnectionOwner } from './channel/classes.connection.js';
+export { PendingRequests, type IPendingRequest } from './channel/rpc/classes.pendingrequests.js';
+export { HandlerContext, currentHandlerContext } from './channel/rpc/classes.handlercontext.js';
+export { IdTable } from './channel/rpc/classes.idtable.js';
 export { Heartbeat, type IHeartbeatHost, type IHeartbeatOptions } from './channel/classes.heartbeat.js';
 export { Backoff } from './channel/classes.backoff.js';
 export { Outbox } from './channel/classes.outbox.js';
-export { SendCredit, ReceiveWindow } from './channel/streams/classes.creditwindow.js';
-export { encodePayload, decodePayload, serialize, decodeRange } from './channel/serializer.js';
+export { SendCredit, ReceiveWindow } from './features/streams/classes.creditwindow.js';
+export { StreamFeature } from './features/streams/classes.streamfeature.js';
+export { encodePayload, encodeInto, decodePayload, isAllowedEncoding, type IEncodedPayload } from './channel/serializer.js';
 export { invalidArgument, isIpcErrorCode, toRemoteError } from './smartipc.errors.js';
-export * as wire from './interfaces/wire.js';
+export { startTimer, clampDelay } from './smartipc.timers.js';
+export { resolveClient, resolveServer, resolveChannel, durationMs, count, bytes } from './smartipc.options.js';
+export type { IConnectionHost, IConnectionFeature } from './interfaces/hosts.js';
+export { createDuplexPair } from './framing/duplexpair.js';
+
+// ---- test seams: reach the connections behind the public classes (never used by the library) ----
+import type { IpcServer } from './server/classes.ipcserver.js';
+import type { IpcClient } from './client/classes.ipcclient.js';
+import type { IpcChannel } from './channel/classes.ipcchannel.js';
+import type { IpcConnection } from './channel/classes.connection.js';
+import type { EFrameKind as TFrameKind, IFrame as TFrame } from './interfaces/wire.js';
+
+/** The server's connection to one client. */
+export function serverConnectionOf(server: IpcServer, clientId: string): IpcConnection | undefined {
+  return (server as unknown as { clients: Map<string, { connection: IpcConnection }> }).clients.get(clientId)?.connection;
+}
+
+/** The client's (only) connection. */
+export function clientConnectionOf(client: IpcClient): IpcConnection {
+  return (client as unknown as { connection: IpcConnection }).connection;
+}
+
+export function channelConnectionOf(channel: IpcChannel): IpcConnection {
+  return (channel as unknown as { connection: IpcConnection }).connection;
+}
+
+/** Routes frames of one kind to `onFrame` instead of the feature that owns them (forging tests). */
+export function interceptFrames(connection: IpcConnection, kind: TFrameKind, onFrame: (frame: TFrame) => void): void {
+  (connection as unknown as { featureByKind: Array<{ frameKinds: readonly TFrameKind[]; onFrame(frame: TFrame): void } | undefined> }).featureByKind[kind] = { frameKinds: [kind], onFrame };
+}

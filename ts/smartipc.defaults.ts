@@ -1,7 +1,10 @@
 // Every default and bound of the library, in one place. Units are in the names.
 
-/** Wire protocol version sent in the handshake; both ends must speak the same one. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * Wire protocol version sent in the handshake; both ends must speak the same one. 2: deadline
+ * budgets, raw binary attachments, cancel frames, services and peer frames (docs/protocol.md).
+ */
+export const PROTOCOL_VERSION = 2;
 
 export const DEFAULT_MAX_MESSAGE_SIZE_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_SERIALIZATION = 'json' as const;
@@ -80,5 +83,14 @@ export const DEFAULT_WAIT_FOR_SERVER_TIMEOUT_MS = 10_000;
 export const DEFAULT_SPAWN_TIMEOUT_MS = 15_000;
 /** One probe's handshake in waitForServer. */
 export const PROBE_HANDSHAKE_TIMEOUT_MS = 2_000;
+/** waitForServer probes with backoff from this delay up to the next one. */
+export const WAIT_FOR_SERVER_INITIAL_DELAY_MS = 25;
+export const WAIT_FOR_SERVER_MAX_DELAY_MS = 500;
+/** The readiness probe of `start({ readyWhen: 'accepting' })`: a plain connect must be accepted within this. */
+export const READINESS_PROBE_TIMEOUT_MS = 2_000;
+/** Before removing a socket file: how long a connect may take before the file counts as live. */
+export const SOCKET_PROBE_TIMEOUT_MS = 1_000;
+/** SmartIpc.fork: the child must call connectParent() and complete the handshake within this. */
+export const DEFAULT_FORK_TIMEOUT_MS = 10_000;
 /** A peer that never closes its side after our end() is destroyed after this. */
 export const END_DESTROY_AFTER_MS = 2_000;

@@ -1,138 +1,249 @@
+// Options are resolved once, here: one resolver per public class, built from the same validators.
+// Every default comes from smartipc.defaults.ts; every bad value throws INVALID_ARGUMENT naming the
+// option and what to use instead.
 import * as defaults from './smartipc.defaults.js';
-import type { IIpcClientOptions, IIpcCommonOptions, IIpcServerOptions, TEndpoint } from './interfaces/options.js';
+import { invalidArgument } from './smartipc.errors.js';
+import type {
+  IChannelOwnOptions,
+  IIpcChannelOptions,
+  IIpcClientOptions,
+  IIpcCommonOptions,
+  IIpcServerOptions,
+  IRequestOptions,
+  TEndpoint,
+} from './interfaces/options.js';
 import type { IHeartbeatOptions } from './channel/classes.heartbeat.js';
+import type { IIpcMetrics } from './interfaces/events.js';
 import type { TSerialization } from './interfaces/wire.js';
+import { resolveEndpoint } from './framing/media/index.js';
 
-/** Options as used inside the library: every default applied, every value checked. */
-export interface IResolvedCommon {
-  id: string;
-  endpoint: TEndpoint;
-  maxMessageSize: number;
-  serialization: TSerialization;
-  heartbeat?: IHeartbeatOptions;
-  heartbeatThrowOnTimeout: boolean;
-}
+// ---- validators --------------------------------------------------------------------------------
 
-function fail(message: string): never {
-  throw new TypeError(`smartipc: ${message}`);
-}
-
-function positive(name: string, value: number | undefined, fallback: number, allowZero = false): number {
+/** A duration in ms: a non-negative number (positive unless allowZero), Infinity meaning "never". */
+export function durationMs(name: string, value: unknown, fallback: number, { allowZero = true, allowInfinity = true } = {}): number {
   const v = value ?? fallback;
-  if (typeof v !== 'number' || Number.isNaN(v) || v < 0 || (!allowZero && v === 0)) {
-    fail(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} number of ${name.includes('Size') || name.includes('Bytes') ? 'bytes' : 'ms'}, got ${String(value)}`);
+  if (typeof v !== 'number' || Number.isNaN(v) || v < 0 || (!allowZero && v === 0) || (!allowInfinity && v === Infinity)) {
+    throw invalidArgument(
+      `${name} must be a ${allowZero ? 'non-negative' : 'positive'} number of milliseconds${allowInfinity ? ' (Infinity: never)' : ''}, got ${describe(value)}`,
+    );
   }
   return v;
 }
 
-export function resolveEndpoint(options: Partial<TEndpoint>): TEndpoint {
-  const hasPath = typeof options.socketPath === 'string' && options.socketPath.length > 0;
-  const hasPort = typeof options.port === 'number';
-  if (hasPath && hasPort) fail('give either socketPath or host/port, not both');
-  if (hasPath) return { socketPath: options.socketPath! };
-  if (hasPort) {
-    if (!Number.isInteger(options.port) || options.port! < 0 || options.port! > 65535) fail(`port must be an integer 0..65535, got ${options.port}`);
-    return { host: options.host, port: options.port!, ...(options.tls ? { tls: options.tls } : {}) };
+/** A whole number of things, at least `min`; Infinity only where it means "no limit". */
+export function count(name: string, value: unknown, fallback: number, { min = 1, allowInfinity = false } = {}): number {
+  const v = value ?? fallback;
+  const ok = typeof v === 'number' && (Number.isInteger(v) || (allowInfinity && v === Infinity)) && v >= min;
+  if (!ok) throw invalidArgument(`${name} must be an integer >= ${min}${allowInfinity ? ' (or Infinity: no limit)' : ''}, got ${describe(value)}`);
+  return v as number;
+}
+
+/** A size in bytes: a positive integer (or 0 where allowZero). */
+export function bytes(name: string, value: unknown, fallback: number, { allowZero = false } = {}): number {
+  const v = value ?? fallback;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || (!allowZero && v === 0)) {
+    throw invalidArgument(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer number of bytes, got ${describe(value)}`);
   }
-  return fail('an endpoint needs socketPath (Unix socket / named pipe) or port (TCP)');
+  return v;
 }
 
-/** An endpoint for messages: its socket path, or host:port. */
-export function describeEndpoint(endpoint: Partial<TEndpoint>): string {
-  return endpoint.socketPath ?? `${endpoint.host ?? '127.0.0.1'}:${endpoint.port}`;
+export function bool(name: string, value: unknown, fallback: boolean): boolean {
+  const v = value ?? fallback;
+  if (typeof v !== 'boolean') throw invalidArgument(`${name} must be true or false, got ${describe(value)}`);
+  return v;
 }
 
-export function resolveCommon(options: IIpcCommonOptions & Partial<TEndpoint>): IResolvedCommon {
-  if (!options || typeof options !== 'object') fail('options are required');
-  if (typeof options.id !== 'string' || options.id.length === 0) fail('id (the service name) must be a non-empty string');
-  const serialization = options.serialization ?? defaults.DEFAULT_SERIALIZATION;
-  if (serialization !== 'json' && serialization !== 'advanced') fail(`serialization must be 'json' or 'advanced', got ${String(serialization)}`);
-  const heartbeatEnabled = options.heartbeat ?? defaults.DEFAULT_HEARTBEAT_ENABLED;
+export function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[], fallback: T): T {
+  const v = value ?? fallback;
+  if (!allowed.includes(v as T)) throw invalidArgument(`${name} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describe(value)}`);
+  return v as T;
+}
+
+export function nonEmptyString(name: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0) throw invalidArgument(`${name} must be a non-empty string, got ${describe(value)}`);
+  return value;
+}
+
+/** A plain object (JSON-like record), or undefined. */
+export function plainObject(name: string, value: unknown): Record<string, unknown> | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalidArgument(`${name} must be a plain object, got ${describe(value)}`);
+  return value as Record<string, unknown>;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === undefined || value === null) return String(value);
+  return typeof value;
+}
+
+// ---- shared parts ------------------------------------------------------------------------------
+
+/** Options as used inside the library: every default applied, every value checked. */
+export interface IResolvedCommon {
+  id: string;
+  maxMessageSize: number;
+  serialization: TSerialization;
+  /** undefined: no heartbeat. */
+  heartbeat?: IHeartbeatOptions;
+  heartbeatThrowOnTimeout: boolean;
+}
+
+export interface IResolvedEndpoint {
+  endpoint: TEndpoint;
+}
+
+function requireOptions(options: unknown): void {
+  if (options === null || typeof options !== 'object') throw invalidArgument('options are required (an object with at least id and an endpoint)');
+}
+
+/** id, size, serialization and heartbeat. `id` may be absent only where the caller supplies one. */
+export function resolveCommon(options: Partial<IIpcCommonOptions>, idFallback?: string): IResolvedCommon {
+  requireOptions(options);
+  const id = options.id === undefined && idFallback !== undefined ? idFallback : nonEmptyString('id (the service name)', options.id);
+  const heartbeatEnabled = bool('heartbeat', options.heartbeat, defaults.DEFAULT_HEARTBEAT_ENABLED);
   const heartbeat: IHeartbeatOptions | undefined = heartbeatEnabled
     ? {
-        intervalMs: positive('heartbeatInterval', options.heartbeatInterval, defaults.DEFAULT_HEARTBEAT_INTERVAL_MS),
-        timeoutMs: positive('heartbeatTimeout', options.heartbeatTimeout, defaults.DEFAULT_HEARTBEAT_TIMEOUT_MS),
-        initialGraceMs: positive('heartbeatInitialGracePeriodMs', options.heartbeatInitialGracePeriodMs, defaults.DEFAULT_HEARTBEAT_INITIAL_GRACE_MS, true),
+        intervalMs: durationMs('heartbeatInterval', options.heartbeatInterval, defaults.DEFAULT_HEARTBEAT_INTERVAL_MS, { allowZero: false, allowInfinity: false }),
+        timeoutMs: durationMs('heartbeatTimeout', options.heartbeatTimeout, defaults.DEFAULT_HEARTBEAT_TIMEOUT_MS, { allowZero: false, allowInfinity: false }),
+        initialGraceMs: durationMs('heartbeatInitialGracePeriodMs', options.heartbeatInitialGracePeriodMs, defaults.DEFAULT_HEARTBEAT_INITIAL_GRACE_MS, { allowInfinity: false }),
       }
     : undefined;
   if (heartbeat && heartbeat.timeoutMs <= heartbeat.intervalMs) {
-    fail(`heartbeatTimeout (${heartbeat.timeoutMs} ms) must be longer than heartbeatInterval (${heartbeat.intervalMs} ms)`);
+    throw invalidArgument(`heartbeatTimeout (${heartbeat.timeoutMs} ms) must be longer than heartbeatInterval (${heartbeat.intervalMs} ms)`);
   }
   return {
-    id: options.id,
-    endpoint: resolveEndpoint(options),
-    maxMessageSize: positive('maxMessageSize', options.maxMessageSize, defaults.DEFAULT_MAX_MESSAGE_SIZE_BYTES),
-    serialization,
+    id,
+    maxMessageSize: bytes('maxMessageSize', options.maxMessageSize, defaults.DEFAULT_MAX_MESSAGE_SIZE_BYTES),
+    serialization: oneOf('serialization', options.serialization, ['json', 'advanced'], defaults.DEFAULT_SERIALIZATION),
     heartbeat,
-    heartbeatThrowOnTimeout: options.heartbeatThrowOnTimeout ?? defaults.DEFAULT_HEARTBEAT_THROW_ON_TIMEOUT,
+    heartbeatThrowOnTimeout: bool('heartbeatThrowOnTimeout', options.heartbeatThrowOnTimeout, defaults.DEFAULT_HEARTBEAT_THROW_ON_TIMEOUT),
   };
 }
 
-export interface IResolvedServer extends IResolvedCommon {
+/** What every channel has, however it was opened. */
+export interface IResolvedChannelOwn {
+  requestTimeoutMs: number;
+  registerTimeoutMs: number;
+  maxConcurrentStreams: number;
+}
+
+export function resolveChannelOwn(options: IChannelOwnOptions): IResolvedChannelOwn {
+  return {
+    requestTimeoutMs: durationMs('requestTimeout', options.requestTimeout, defaults.DEFAULT_REQUEST_TIMEOUT_MS),
+    registerTimeoutMs: durationMs('registerTimeoutMs', options.registerTimeoutMs, defaults.DEFAULT_REGISTER_TIMEOUT_MS, { allowZero: false }),
+    maxConcurrentStreams: count('maxConcurrentStreams', options.maxConcurrentStreams, defaults.DEFAULT_MAX_CONCURRENT_STREAMS),
+  };
+}
+
+// ---- one resolver per public class -------------------------------------------------------------
+
+export interface IResolvedServer extends IResolvedCommon, IResolvedEndpoint, IResolvedChannelOwn {
   autoCleanupSocketFile: boolean;
   socketMode?: number;
   maxClients: number;
-  maxConcurrentStreams: number;
-  registerTimeoutMs: number;
   pubsubMaxQueuedBytes: number;
 }
 
 export function resolveServer(options: IIpcServerOptions): IResolvedServer {
+  requireOptions(options);
   return {
     ...resolveCommon(options),
-    autoCleanupSocketFile: options.autoCleanupSocketFile ?? false,
-    socketMode: options.socketMode,
-    maxClients: positive('maxClients', options.maxClients, defaults.DEFAULT_MAX_CLIENTS),
-    maxConcurrentStreams: positive('maxConcurrentStreams', options.maxConcurrentStreams, defaults.DEFAULT_MAX_CONCURRENT_STREAMS),
-    registerTimeoutMs: positive('registerTimeoutMs', options.registerTimeoutMs, defaults.DEFAULT_REGISTER_TIMEOUT_MS),
-    pubsubMaxQueuedBytes: positive('pubsubMaxQueuedBytes', options.pubsubMaxQueuedBytes, defaults.DEFAULT_PUBSUB_MAX_QUEUED_BYTES),
+    endpoint: resolveEndpoint(options),
+    ...resolveChannelOwn(options),
+    autoCleanupSocketFile: bool('autoCleanupSocketFile', options.autoCleanupSocketFile, false),
+    socketMode: socketMode(options.socketMode),
+    maxClients: count('maxClients', options.maxClients, defaults.DEFAULT_MAX_CLIENTS, { allowInfinity: true }),
+    pubsubMaxQueuedBytes: bytes('pubsubMaxQueuedBytes', options.pubsubMaxQueuedBytes, defaults.DEFAULT_PUBSUB_MAX_QUEUED_BYTES),
   };
 }
 
-export interface IResolvedClient extends IResolvedCommon {
+export interface IResolvedClient extends IResolvedCommon, IResolvedEndpoint, IResolvedChannelOwn {
   clientId: string;
   metadata: Record<string, unknown>;
   clientOnly: boolean;
   connectRetry: Required<NonNullable<IIpcClientOptions['connectRetry']>>;
   reconnect: Required<NonNullable<IIpcClientOptions['reconnect']>>;
   outbox: { maxMessages: number; maxBytes: number };
-  registerTimeoutMs: number;
-  requestTimeoutMs: number;
 }
 
 export function resolveClient(options: IIpcClientOptions, generateId: () => string): IResolvedClient {
-  const common = resolveCommon(options);
-  const retry = options.connectRetry ?? {};
-  const reconnect = options.reconnect ?? {};
+  requireOptions(options);
+  const retry = plainObject('connectRetry', options.connectRetry) ?? {};
+  const reconnect = plainObject('reconnect', options.reconnect) ?? {};
+  const outbox = plainObject('outbox', options.outbox) ?? {};
   const envClientOnly = process.env.SMARTIPC_CLIENT_ONLY === '1' || process.env.SMARTIPC_CLIENT_ONLY === 'true';
-  if (options.clientId !== undefined && (typeof options.clientId !== 'string' || options.clientId.length === 0)) fail('clientId must be a non-empty string');
   return {
-    ...common,
-    clientId: options.clientId ?? generateId(),
-    metadata: options.metadata ?? {},
-    clientOnly: envClientOnly || (options.clientOnly ?? false),
+    ...resolveCommon(options),
+    endpoint: resolveEndpoint(options),
+    ...resolveChannelOwn(options),
+    clientId: options.clientId === undefined ? generateId() : nonEmptyString('clientId', options.clientId),
+    metadata: plainObject('metadata', options.metadata) ?? {},
+    clientOnly: envClientOnly || bool('clientOnly', options.clientOnly, false),
     connectRetry: {
-      enabled: retry.enabled ?? defaults.DEFAULT_CONNECT_RETRY.enabled,
-      initialDelay: positive('connectRetry.initialDelay', retry.initialDelay, defaults.DEFAULT_CONNECT_RETRY.initialDelay, true),
-      maxDelay: positive('connectRetry.maxDelay', retry.maxDelay, defaults.DEFAULT_CONNECT_RETRY.maxDelay, true),
-      maxAttempts: positive('connectRetry.maxAttempts', retry.maxAttempts, defaults.DEFAULT_CONNECT_RETRY.maxAttempts),
-      totalTimeout: positive('connectRetry.totalTimeout', retry.totalTimeout, defaults.DEFAULT_CONNECT_RETRY.totalTimeout),
+      enabled: bool('connectRetry.enabled', retry.enabled, defaults.DEFAULT_CONNECT_RETRY.enabled),
+      initialDelay: durationMs('connectRetry.initialDelay', retry.initialDelay, defaults.DEFAULT_CONNECT_RETRY.initialDelay, { allowInfinity: false }),
+      maxDelay: durationMs('connectRetry.maxDelay', retry.maxDelay, defaults.DEFAULT_CONNECT_RETRY.maxDelay, { allowInfinity: false }),
+      maxAttempts: count('connectRetry.maxAttempts', retry.maxAttempts, defaults.DEFAULT_CONNECT_RETRY.maxAttempts, { allowInfinity: true }),
+      totalTimeout: durationMs('connectRetry.totalTimeout', retry.totalTimeout, defaults.DEFAULT_CONNECT_RETRY.totalTimeout, { allowZero: false }),
     },
     reconnect: {
-      enabled: reconnect.enabled ?? defaults.DEFAULT_RECONNECT.enabled,
-      initialDelay: positive('reconnect.initialDelay', reconnect.initialDelay, defaults.DEFAULT_RECONNECT.initialDelay, true),
-      maxDelay: positive('reconnect.maxDelay', reconnect.maxDelay, defaults.DEFAULT_RECONNECT.maxDelay, true),
-      maxAttempts: positive('reconnect.maxAttempts', reconnect.maxAttempts, defaults.DEFAULT_RECONNECT.maxAttempts),
+      enabled: bool('reconnect.enabled', reconnect.enabled, defaults.DEFAULT_RECONNECT.enabled),
+      initialDelay: durationMs('reconnect.initialDelay', reconnect.initialDelay, defaults.DEFAULT_RECONNECT.initialDelay, { allowInfinity: false }),
+      maxDelay: durationMs('reconnect.maxDelay', reconnect.maxDelay, defaults.DEFAULT_RECONNECT.maxDelay, { allowInfinity: false }),
+      maxAttempts: count('reconnect.maxAttempts', reconnect.maxAttempts, defaults.DEFAULT_RECONNECT.maxAttempts, { allowInfinity: true }),
     },
     outbox: {
-      maxMessages: positive('outbox.maxMessages', options.outbox?.maxMessages, defaults.DEFAULT_OUTBOX_MAX_MESSAGES, true),
-      maxBytes: positive('outbox.maxBytes', options.outbox?.maxBytes, defaults.DEFAULT_OUTBOX_MAX_BYTES, true),
+      maxMessages: count('outbox.maxMessages', outbox.maxMessages, defaults.DEFAULT_OUTBOX_MAX_MESSAGES, { min: 0, allowInfinity: true }),
+      maxBytes: bytes('outbox.maxBytes', outbox.maxBytes, defaults.DEFAULT_OUTBOX_MAX_BYTES, { allowZero: true }),
     },
-    registerTimeoutMs: positive('registerTimeoutMs', options.registerTimeoutMs, defaults.DEFAULT_REGISTER_TIMEOUT_MS),
-    requestTimeoutMs: positive('requestTimeout', options.requestTimeout, defaults.DEFAULT_REQUEST_TIMEOUT_MS),
   };
 }
 
-export function emptyMetrics() {
+export interface IResolvedChannel extends IResolvedCommon, IResolvedEndpoint, IResolvedChannelOwn {
+  role: 'auto' | 'server' | 'client';
+  autoCleanupSocketFile: boolean;
+  socketMode?: number;
+}
+
+export function resolveChannel(options: IIpcChannelOptions): IResolvedChannel {
+  requireOptions(options);
+  return {
+    ...resolveCommon(options),
+    endpoint: resolveEndpoint(options),
+    ...resolveChannelOwn(options),
+    role: oneOf('role', options.role, ['auto', 'server', 'client'], 'auto'),
+    autoCleanupSocketFile: bool('autoCleanupSocketFile', options.autoCleanupSocketFile, false),
+    socketMode: socketMode(options.socketMode),
+  };
+}
+
+/** A channel to a parent or a child: no endpoint, the id comes from the link. */
+export interface IResolvedLinkChannel extends IResolvedCommon, IResolvedChannelOwn {}
+
+export function resolveLinkChannel(options: Partial<IIpcCommonOptions> & IChannelOwnOptions, id: string): IResolvedLinkChannel {
+  return { ...resolveCommon(options, id), ...resolveChannelOwn(options) };
+}
+
+function socketMode(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0o777) {
+    throw invalidArgument(`socketMode must be a file mode such as 0o600, got ${describe(value)}`);
+  }
+  return value;
+}
+
+// ---- per call ----------------------------------------------------------------------------------
+
+/** Checks the options of one request or call; the hot path passes none and skips this. */
+export function checkRequestOptions(options: IRequestOptions): void {
+  if (options === null || typeof options !== 'object') throw invalidArgument('request options must be an object');
+  if (options.timeout !== undefined) durationMs('timeout', options.timeout, 0);
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgument('signal must be an AbortSignal');
+  if (options.headers !== undefined) plainObject('headers', options.headers);
+  if (options.propagate !== undefined) bool('propagate', options.propagate, true);
+}
+
+export function emptyMetrics(): IIpcMetrics {
   return { messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0, requestsInFlight: 0, errors: 0 };
 }

@@ -24,7 +24,7 @@ import {
   type IIpcServerOptions,
   type ITcpEndpoint,
   type TIpcErrorCode,
-} from '../../ts/index.js';
+} from '../../ts/internal.js';
 
 export type TTransportKind = 'unix' | 'tcp';
 

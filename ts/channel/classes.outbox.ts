@@ -9,6 +9,8 @@ export interface IOutboxEntry {
   type: string;
   encoded: IEncodedPayload;
   headers?: Record<string, unknown>;
+  /** A request's pending id: it settles through its pending entry (and is skipped if that already settled). */
+  pendingId?: number;
   /** Fire-and-forget messages settle when written; requests settle through their pending entry. */
   resolve?: () => void;
   reject?: (error: IpcError) => void;

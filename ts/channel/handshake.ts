@@ -1,36 +1,38 @@
 import { IpcError, isIpcErrorCode } from '../smartipc.errors.js';
 import { EFrameKind, EPayloadEncoding, type IFrame, type IHelloPayload, type IRejectPayload, type IWelcomePayload, type TSerialization } from '../interfaces/wire.js';
 import { PROTOCOL_VERSION } from '../smartipc.defaults.js';
-import type { IpcTransport, ITransportHandler } from '../framing/classes.transport.js';
+import type { FramedLink, ILinkHandler } from '../framing/classes.framedlink.js';
 import { detachFrame } from '../framing/classes.framecodec.js';
+import { startTimer } from '../smartipc.timers.js';
 
 /**
- * Holds a transport during its handshake. The frame that completes the handshake may share a
- * chunk with the peer's first messages, so everything after it is kept and replayed to the
- * channel that takes over: nothing is lost in the hand-over.
+ * Holds a link during its handshake. The frame that completes the handshake may share a chunk
+ * with the peer's first messages, so everything after it is kept and replayed to the connection
+ * that takes over: nothing is lost in the hand-over. The replay waits until the code awaiting the
+ * handshake has run (a setImmediate: after every microtask), so handlers registered right after
+ * `await connect()` see those first messages too.
  */
-export class HandshakeGate implements ITransportHandler {
+export class HandshakeGate implements ILinkHandler {
   private backlog: IFrame[] = [];
   private closedWith: { error: IpcError | undefined } | undefined;
-  private next?: ITransportHandler;
+  private next?: ILinkHandler;
   private settled = false;
   private timer?: NodeJS.Timeout;
 
   constructor(
-    private readonly transport: IpcTransport,
+    private readonly link: FramedLink,
     private readonly expect: (frame: IFrame) => void,
     private readonly fail: (error: IpcError) => void,
     timeoutMs: number,
     timeoutError: () => IpcError,
   ) {
-    transport.setHandler(this);
-    this.timer = setTimeout(() => {
+    link.setHandler(this);
+    this.timer = startTimer(() => {
       this.settle();
       const error = timeoutError();
-      transport.destroy(error);
+      link.destroy(error);
       this.fail(error);
     }, timeoutMs);
-    this.timer.unref();
   }
 
   /** Ends the waiting part: later frames are buffered until `handOver`. */
@@ -41,13 +43,16 @@ export class HandshakeGate implements ITransportHandler {
     return true;
   }
 
-  public handOver(handler: ITransportHandler): void {
+  public handOver(handler: ILinkHandler): void {
     this.next = handler;
-    this.transport.setHandler(handler);
-    const backlog = this.backlog;
-    this.backlog = [];
-    for (const frame of backlog) handler.onFrame(frame);
-    if (this.closedWith) handler.onClose(this.closedWith.error);
+    setImmediate(() => {
+      // Frames that arrived meanwhile went to the backlog too, so order is kept.
+      const backlog = this.backlog;
+      this.backlog = [];
+      if (!this.closedWith) this.link.setHandler(handler);
+      for (const frame of backlog) handler.onFrame(frame);
+      if (this.closedWith) handler.onClose(this.closedWith.error);
+    });
   }
 
   public onFrame(frame: IFrame): void {
@@ -61,12 +66,12 @@ export class HandshakeGate implements ITransportHandler {
 
   public onFrameError(error: IpcError): void {
     if (this.settle()) this.fail(error);
-    else this.next?.onFrameError(error);
+    else if (this.next) this.next.onFrameError(error);
   }
 
   public onClose(error: IpcError | undefined): void {
     if (this.settle()) {
-      this.fail(error ?? new IpcError('CONNECTION_LOST', `connection to ${this.transport.describe()} closed during the handshake`));
+      this.fail(error ?? new IpcError('CONNECTION_LOST', `connection to ${this.link.describe()} closed during the handshake`));
       return;
     }
     this.closedWith = { error };
@@ -81,8 +86,8 @@ function parseJson<T>(frame: IFrame, what: string): T {
   }
 }
 
-export function sendJsonFrame(transport: IpcTransport, kind: EFrameKind, body: object): void {
-  transport.send({ kind, encoding: EPayloadEncoding.Json, id: 0, type: '', payload: JSON.stringify(body) });
+export function sendJsonFrame(link: FramedLink, kind: EFrameKind, body: object): void {
+  link.send({ kind, encoding: EPayloadEncoding.Json, id: 0, type: '', payload: JSON.stringify(body) });
 }
 
 /**
@@ -91,20 +96,20 @@ export function sendJsonFrame(transport: IpcTransport, kind: EFrameKind, body: o
  * error `timeoutError` makes.
  */
 function handshakeStep<T>(
-  transport: IpcTransport,
+  link: FramedLink,
   timeoutMs: number,
   timeoutError: () => IpcError,
   read: (frame: IFrame) => T,
 ): Promise<{ value: T; gate: HandshakeGate }> {
   return new Promise((resolve, reject) => {
     const gate: HandshakeGate = new HandshakeGate(
-      transport,
+      link,
       (frame) => {
         if (!gate.settle()) return;
         try {
           resolve({ value: read(frame), gate });
         } catch (err) {
-          transport.destroy(err as IpcError);
+          link.destroy(err as IpcError);
           reject(err);
         }
       },
@@ -117,14 +122,14 @@ function handshakeStep<T>(
 
 /** Client side: sends HELLO and waits for WELCOME (or REJECT, turned into its IpcError). */
 export async function registerWithServer(
-  transport: IpcTransport,
+  link: FramedLink,
   hello: IHelloPayload,
   timeoutMs: number,
 ): Promise<{ welcome: IWelcomePayload; gate: HandshakeGate }> {
   const answer = handshakeStep(
-    transport,
+    link,
     timeoutMs,
-    () => new IpcError('REGISTER_TIMEOUT', `server at ${transport.describe()} did not answer the handshake within ${timeoutMs} ms`),
+    () => new IpcError('REGISTER_TIMEOUT', `server at ${link.describe()} did not answer the handshake within ${timeoutMs} ms`),
     (frame) => {
       if (frame.kind === EFrameKind.Reject) {
         const body = parseJson<IRejectPayload>(frame, 'handshake rejection');
@@ -135,17 +140,17 @@ export async function registerWithServer(
       }
       const welcome = parseJson<IWelcomePayload>(frame, 'handshake answer');
       if (welcome.serverId !== hello.serverId && !(hello.probe && hello.serverId === '')) {
-        throw new IpcError('ID_MISMATCH', `server at ${transport.describe()} is "${welcome.serverId}", not "${hello.serverId}"`);
+        throw new IpcError('ID_MISMATCH', `server at ${link.describe()} is "${welcome.serverId}", not "${hello.serverId}"`);
       }
-      transport.peerMaxMessageSize = welcome.maxMessageSize;
+      link.setPeerMaxMessageSize(welcome.maxMessageSize);
       return welcome;
     },
   );
   try {
-    sendJsonFrame(transport, EFrameKind.Hello, hello);
+    sendJsonFrame(link, EFrameKind.Hello, hello);
   } catch (err) {
     answer.catch(() => undefined); // settles through the destroy below; the send error is the one to report
-    transport.destroy(err as IpcError);
+    link.destroy(err as IpcError);
     throw err;
   }
   const { value, gate } = await answer;
@@ -153,9 +158,9 @@ export async function registerWithServer(
 }
 
 /** Server side: waits for a well-formed HELLO. Validation and the answer are the caller's. */
-export async function awaitHello(transport: IpcTransport, timeoutMs: number): Promise<{ hello: IHelloPayload; gate: HandshakeGate }> {
+export async function awaitHello(link: FramedLink, timeoutMs: number): Promise<{ hello: IHelloPayload; gate: HandshakeGate }> {
   const { value, gate } = await handshakeStep(
-    transport,
+    link,
     timeoutMs,
     () => new IpcError('REGISTER_TIMEOUT', `peer did not send its handshake within ${timeoutMs} ms`),
     (frame) => {
@@ -202,9 +207,9 @@ export function checkHello(hello: IHelloPayload, local: IHandshakeLocal): IpcErr
 }
 
 /** Accepts a checked HELLO: learns the peer's limit and answers with our id and limit. */
-export function sendWelcome(transport: IpcTransport, hello: IHelloPayload, local: IHandshakeLocal): void {
-  transport.peerMaxMessageSize = hello.maxMessageSize;
-  sendJsonFrame(transport, EFrameKind.Welcome, {
+export function sendWelcome(link: FramedLink, hello: IHelloPayload, local: IHandshakeLocal): void {
+  link.setPeerMaxMessageSize(hello.maxMessageSize);
+  sendJsonFrame(link, EFrameKind.Welcome, {
     serverId: local.id,
     clientId: hello.clientId,
     protocolVersion: PROTOCOL_VERSION,
@@ -214,11 +219,11 @@ export function sendWelcome(transport: IpcTransport, hello: IHelloPayload, local
 }
 
 /** Refuses a handshake: the peer gets the code and message, then the connection closes. */
-export function rejectHello(transport: IpcTransport, error: IpcError): void {
+export function rejectHello(link: FramedLink, error: IpcError): void {
   try {
-    sendJsonFrame(transport, EFrameKind.Reject, { code: error.code, message: error.message } satisfies IRejectPayload);
-    transport.end();
+    sendJsonFrame(link, EFrameKind.Reject, { code: error.code, message: error.message } satisfies IRejectPayload);
+    link.end();
   } catch {
-    transport.destroy(error);
+    link.destroy(error);
   }
 }

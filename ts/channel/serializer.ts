@@ -1,69 +1,228 @@
+// User data <-> frame payloads, for the negotiated serialization.
+//
+// Binary data travels raw in both serializations: a Buffer or Uint8Array as the whole payload is
+// a Binary frame; nested inside JSON it is an attachment (flag bit 4: the bytes follow the JSON
+// text, a placeholder marks their place). Nested inside 'advanced' it rides in the v8 structured
+// clone as Node writes it (one copy when sending, none when receiving). Every received Uint8Array
+// comes back as a Buffer.
 import * as plugins from '../plugins.js';
 import { IpcError } from '../smartipc.errors.js';
 import { readUtf8 } from '../framing/utf8.js';
-import { EPayloadEncoding, FLAG_ENCODING_MASK, type TSerialization } from '../interfaces/wire.js';
+import { EPayloadEncoding, FLAG_ENCODING_MASK, FLAG_HAS_ATTACHMENTS, type TSerialization } from '../interfaces/wire.js';
 
 export interface IEncodedPayload {
+  /**
+   * The payload encoding. A payload passed on as it arrived may carry FLAG_HAS_ATTACHMENTS here
+   * too (its bytes already hold the attachment table).
+   */
   encoding: EPayloadEncoding;
   payload: string | Buffer | undefined;
-}
-
-/** Turns user data into payload bytes for the negotiated serialization. Throws PROTOCOL_ERROR for data it cannot carry. */
-export function encodePayload(data: unknown, serialization: TSerialization, what: string): IEncodedPayload {
-  const payload = serialize(data, serialization === 'json', what);
-  return { encoding: encodingOf(payload), payload };
-}
-
-/** Decodes a frame payload by the encoding its flags name. Throws PROTOCOL_ERROR for bytes that do not parse. */
-export function decodePayload(flags: number, payload: Buffer): unknown {
-  return decodeRange(flags, payload, 0, payload.length);
-}
-
-export function payloadSize(encoded: IEncodedPayload): number {
-  const payload = encoded.payload;
-  if (payload === undefined) return 0;
-  return payload.length;
+  /** Raw bytes beside a JSON payload (nested Buffers), in placeholder order. */
+  attachments?: Buffer[];
 }
 
 /**
- * User data as payload: a JSON string, a v8 Buffer or undefined, no wrapper object (the hot path;
- * `encodePayload` wraps it). Its encoding follows from its type: see `encodingOf`.
+ * The placeholder of an attachment in the JSON text is an object with exactly this one key and the
+ * attachment's index. User objects whose keys start with U+0000 get one more U+0000 in front of
+ * those keys (and lose it again on arrival), so no user object can be read as a placeholder.
  */
-export function serialize(data: unknown, json: boolean, what: string): string | Buffer | undefined {
-  if (data === undefined) return undefined;
-  if (json) {
+const ATTACHMENT_KEY = '\u0000';
+/** Deeper structures are not searched for Buffers (JSON.stringify would refuse a cycle anyway). */
+const BINARY_SEARCH_MAX_DEPTH = 1_000;
+
+/** A Uint8Array as a Buffer over the same bytes (no copy). */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Encodes user data into `out` (a scratch object the caller reuses: the per-message path allocates
+ * no wrapper). Throws PROTOCOL_ERROR for data the serialization cannot carry.
+ */
+export function encodeInto(out: IEncodedPayload, data: unknown, json: boolean, what: string): void {
+  out.attachments = undefined;
+  if (data === undefined) {
+    out.encoding = EPayloadEncoding.None;
+    out.payload = undefined;
+    return;
+  }
+  if (data instanceof Uint8Array) {
+    out.encoding = EPayloadEncoding.Binary;
+    out.payload = asBuffer(data);
+    return;
+  }
+  if (!json) {
+    out.encoding = EPayloadEncoding.V8;
     try {
-      return JSON.stringify(data);
+      out.payload = plugins.v8.serialize(data);
     } catch (err) {
-      throw new IpcError('PROTOCOL_ERROR', `${what} cannot be serialized as JSON: ${(err as Error).message} (serialization: 'advanced' carries BigInt, Map, Set, Buffer)`, { cause: err });
+      throw new IpcError('PROTOCOL_ERROR', `${what} cannot be serialized with structured clone: ${(err as Error).message}`, { cause: err });
     }
+    return;
   }
+  let text: string | undefined;
   try {
-    return plugins.v8.serialize(data);
+    if (typeof data === 'object' && data !== null && containsBinary(data, 0)) {
+      const attachments: Buffer[] = [];
+      text = JSON.stringify(data, attachingReplacer(attachments));
+      out.attachments = attachments;
+    } else {
+      text = JSON.stringify(data);
+    }
   } catch (err) {
-    throw new IpcError('PROTOCOL_ERROR', `${what} cannot be serialized with structured clone: ${(err as Error).message}`, { cause: err });
+    throw new IpcError('PROTOCOL_ERROR', `${what} cannot be serialized as JSON: ${(err as Error).message} (serialization: 'advanced' carries BigInt, Map, Set, cycles)`, { cause: err });
   }
+  // JSON.stringify(() => {}) is undefined: such data arrives as undefined, as it would in JSON.
+  out.encoding = text === undefined ? EPayloadEncoding.None : EPayloadEncoding.Json;
+  out.payload = text;
 }
 
-export function encodingOf(payload: string | Buffer | undefined): EPayloadEncoding {
-  return payload === undefined ? EPayloadEncoding.None : typeof payload === 'string' ? EPayloadEncoding.Json : EPayloadEncoding.V8;
+/** `encodeInto` with a fresh result object (paths that keep the encoding, e.g. fan-out and outboxes). */
+export function encodePayload(data: unknown, serialization: TSerialization, what: string): IEncodedPayload {
+  const out: IEncodedPayload = { encoding: EPayloadEncoding.None, payload: undefined };
+  encodeInto(out, data, serialization === 'json', what);
+  return out;
 }
 
-/** Decodes buf[start, end) by the encoding the frame flags name; JSON needs no Buffer view. Throws PROTOCOL_ERROR. */
-export function decodeRange(flags: number, buf: Buffer, start: number, end: number): unknown {
+/** Bytes the payload takes on the wire (attachments included). */
+export function payloadSize(encoded: IEncodedPayload): number {
+  let size = encoded.payload === undefined ? 0 : typeof encoded.payload === 'string' ? encoded.payload.length : encoded.payload.length;
+  if (encoded.attachments) for (const attachment of encoded.attachments) size += attachment.length + 4;
+  return size;
+}
+
+/** Whether a Buffer or Uint8Array sits anywhere in plain objects and arrays (a cheap walk: 10-25 ns for a small object). */
+function containsBinary(value: object, depth: number): boolean {
+  if (ArrayBuffer.isView(value)) return value instanceof Uint8Array;
+  if (depth >= BINARY_SEARCH_MAX_DEPTH) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      if (typeof item === 'object' && item !== null && containsBinary(item, depth + 1)) return true;
+    }
+    return false;
+  }
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return false;
+  for (const key in value) {
+    const item: unknown = (value as Record<string, unknown>)[key];
+    if (typeof item === 'object' && item !== null && containsBinary(item, depth + 1)) return true;
+  }
+  return false;
+}
+
+function attachingReplacer(attachments: Buffer[]): (this: Record<string, unknown>, key: string, value: unknown) => unknown {
+  return function (key, value) {
+    // `this[key]` is the value before toJSON (a Buffer's toJSON would make it { type, data }).
+    const original = this[key];
+    if (original instanceof Uint8Array) {
+      attachments.push(asBuffer(original));
+      return { [ATTACHMENT_KEY]: attachments.length - 1 };
+    }
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+    let escaped: Record<string, unknown> | undefined;
+    for (const k in value) {
+      if (k.charCodeAt(0) === 0) {
+        escaped ??= {};
+        break;
+      }
+    }
+    if (escaped === undefined) return value;
+    for (const [k, v] of Object.entries(value)) escaped[k.charCodeAt(0) === 0 ? ATTACHMENT_KEY + k : k] = v;
+    return escaped;
+  };
+}
+
+/**
+ * Decodes buf[start, end) by the encoding its frame flags name, for a connection of the given
+ * serialization: a peer cannot pick a deserializer the handshake did not agree on. Throws
+ * PROTOCOL_ERROR (the caller decides whether the connection survives it).
+ */
+export function decodePayload(json: boolean, flags: number, buf: Buffer, start: number, end: number): unknown {
   const encoding = flags & FLAG_ENCODING_MASK;
   try {
+    if ((flags & FLAG_HAS_ATTACHMENTS) !== 0) {
+      if (!json || encoding !== EPayloadEncoding.Json) throw new Error('attachments are only defined for JSON payloads');
+      return decodeWithAttachments(buf, start, end);
+    }
     switch (encoding) {
       case EPayloadEncoding.Json:
+        if (!json) throw new Error("a JSON payload on an 'advanced' connection");
         return JSON.parse(readUtf8(buf, start, end));
       case EPayloadEncoding.None:
         return undefined;
       case EPayloadEncoding.V8:
-        return plugins.v8.deserialize(buf.subarray(start, end));
+        if (json) throw new Error("a v8 payload on a 'json' connection (the handshake agreed on 'json')");
+        return deserializeV8(buf.subarray(start, end));
       default:
         return buf.subarray(start, end);
     }
   } catch (err) {
     throw new IpcError('PROTOCOL_ERROR', `payload does not decode: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/** Whether a frame's encoding bits are allowed on a connection of this serialization. */
+export function isAllowedEncoding(json: boolean, flags: number): boolean {
+  const encoding = flags & FLAG_ENCODING_MASK;
+  if ((flags & FLAG_HAS_ATTACHMENTS) !== 0) return json && encoding === EPayloadEncoding.Json;
+  return encoding === EPayloadEncoding.None || encoding === EPayloadEncoding.Binary || encoding === (json ? EPayloadEncoding.Json : EPayloadEncoding.V8);
+}
+
+function decodeWithAttachments(buf: Buffer, start: number, end: number): unknown {
+  if (end - start < 4) throw new Error('attachment table runs past the payload');
+  const count = buf.readUInt32BE(start);
+  let o = start + 4;
+  if (count === 0 || o + count * 4 > end) throw new Error('attachment table runs past the payload');
+  const lengths: number[] = new Array(count);
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    lengths[i] = buf.readUInt32BE(o);
+    total += lengths[i];
+    o += 4;
+  }
+  const jsonEnd = end - total;
+  if (jsonEnd < o) throw new Error('attachments run past the payload');
+  // Views into the received bytes (never reused, see IFrame): no copy.
+  const attachments: Buffer[] = new Array(count);
+  let a = jsonEnd;
+  for (let i = 0; i < count; i++) {
+    attachments[i] = buf.subarray(a, a + lengths[i]);
+    a += lengths[i];
+  }
+  return JSON.parse(readUtf8(buf, o, jsonEnd), function (_key, value: unknown) {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+    let hasMarked = false;
+    for (const k in value) {
+      if (k.charCodeAt(0) === 0) {
+        hasMarked = true;
+        break;
+      }
+    }
+    if (!hasMarked) return value;
+    const record = value as Record<string, unknown>;
+    const keys = Object.keys(record);
+    if (keys.length === 1 && keys[0] === ATTACHMENT_KEY) {
+      const index = record[ATTACHMENT_KEY];
+      if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index >= count) throw new Error(`attachment ${String(index)} does not exist`);
+      return attachments[index];
+    }
+    const unescaped: Record<string, unknown> = {};
+    for (const k of keys) unescaped[k.charCodeAt(0) === 0 ? k.slice(1) : k] = record[k];
+    return unescaped;
+  });
+}
+
+/** v8.deserialize, except that a Uint8Array arrives as a Buffer over the same bytes. */
+class BufferDeserializer extends plugins.v8.DefaultDeserializer {
+  public _readHostObject(): unknown {
+    const value = (plugins.v8.DefaultDeserializer.prototype as unknown as { _readHostObject(this: unknown): unknown })._readHostObject.call(this);
+    if (value instanceof Uint8Array && value.constructor === Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    return value;
+  }
+}
+
+function deserializeV8(bytes: Buffer): unknown {
+  const deserializer = new BufferDeserializer(bytes);
+  deserializer.readHeader();
+  return deserializer.readValue();
 }

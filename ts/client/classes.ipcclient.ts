@@ -1,18 +1,20 @@
 import * as plugins from '../plugins.js';
 import { IpcError, isIpcError, type TIpcErrorCode } from '../smartipc.errors.js';
 import { DEFAULT_WAIT_FOR_READY_TIMEOUT_MS, PROTOCOL_VERSION } from '../smartipc.defaults.js';
-import type { IHelloPayload } from '../interfaces/wire.js';
+import { EFrameKind, type IHelloPayload } from '../interfaces/wire.js';
 import type { IClientConnectOptions, IIpcClientOptions, IRequestOptions } from '../interfaces/options.js';
 import type { IIpcClientEvents, IIpcMetrics, IMessageContext, TMessageHandler } from '../interfaces/events.js';
-import { createTransport } from '../framing/transport.factory.js';
-import type { IpcTransport } from '../framing/classes.transport.js';
-import { IpcChannel } from '../channel/classes.ipcchannel.js';
+import type { IpcServer } from '../server/classes.ipcserver.js';
+import { FramedLink } from '../framing/classes.framedlink.js';
+import { createMedium, describeEndpoint, type IMedium } from '../framing/media/index.js';
+import { IpcConnection } from '../channel/classes.connection.js';
 import { Backoff } from '../channel/classes.backoff.js';
 import { registerWithServer } from '../channel/handshake.js';
-import { IpcServer } from '../server/classes.ipcserver.js';
-import { describeEndpoint, emptyMetrics, resolveClient, type IResolvedClient } from '../smartipc.options.js';
+import { checkHandler } from '../channel/handlers.js';
+import { StreamFeature } from '../features/streams/classes.streamfeature.js';
+import { ClientSubscriptions } from '../features/pubsub/classes.subscriptions.js';
+import { durationMs, emptyMetrics, resolveClient, type IResolvedClient } from '../smartipc.options.js';
 import { debug } from '../smartipc.log.js';
-import { ClientSubscriptions } from './classes.subscriptions.js';
 import type { IClientPubSubStats, IPublishedMessage, ISubscribeIteratorOptions, TSubscriptionHandler } from '../interfaces/pubsub.js';
 import type { ISendFileOptions, ISendStreamOptions, TStreamSource } from '../interfaces/streams.js';
 
@@ -22,8 +24,14 @@ export interface IIpcClientStats {
   reconnectAttempts: number;
   metrics: IIpcMetrics;
   /** Pub/sub counters: subscriptions, published, received, droppedLocally. */
-  pubsub?: IClientPubSubStats;
+  pubsub: IClientPubSubStats;
 }
+
+/**
+ * Starts a server on a client's endpoint when nobody serves it (clientOnly false). Provided by the
+ * server layer (see server/endpointhosting.ts), so the client does not depend on the server.
+ */
+export type TEndpointHosting = (options: IResolvedClient) => Promise<IpcServer>;
 
 type TClientState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
 
@@ -44,47 +52,66 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   public readonly options: IResolvedClient;
   private readonly handlers = new Map<string, TMessageHandler>();
   private readonly metrics: IIpcMetrics = emptyMetrics();
-  private readonly channel: IpcChannel;
+  private readonly connection: IpcConnection;
+  private readonly medium: IMedium;
+  private readonly streams: StreamFeature;
   private state: TClientState = 'idle';
   private connecting?: Promise<void>;
-  private dialling?: IpcTransport;
+  private dialling?: FramedLink;
   private reconnectAttempts = 0;
   private sleeper?: { timer: NodeJS.Timeout; wake: () => void };
   private hostedServer?: IpcServer;
   private readonly subscriptions: ClientSubscriptions;
+  private static endpointHosting?: TEndpointHosting;
+
+  /** @internal Registered by the server layer: how a client hosts its endpoint when nobody serves it. */
+  public static useEndpointHosting(hosting: TEndpointHosting): void {
+    IpcClient.endpointHosting = hosting;
+  }
 
   constructor(options: IIpcClientOptions) {
     super();
     this.options = resolveClient(options, generateClientId);
-    this.channel = new IpcChannel({
+    this.medium = createMedium(this.options.endpoint);
+    this.connection = new IpcConnection({
       serialization: this.options.serialization,
       requestTimeoutMs: this.options.requestTimeoutMs,
       heartbeat: this.options.heartbeat,
       handlers: this.handlers,
       metrics: this.metrics,
       outbox: this.options.outbox,
+      noHandlerHint: () =>
+        this.hostedServer === undefined
+          ? ''
+          : ` (this client hosts ${this.medium.describe()} itself: no server answered there, so it serves only what is registered on getHostedServer(); pass clientOnly: true to fail with SERVER_UNAVAILABLE instead)`,
+      owner: {
+        onDisconnect: (reason) => this.onConnectionDisconnect(reason),
+        onHeartbeatTimeout: () => {
+          const error = new IpcError('TIMEOUT', `heartbeat timeout: server "${this.options.id}" went silent`);
+          this.emit('heartbeatTimeout', error);
+          if (this.options.heartbeatThrowOnTimeout) this.emitError(error);
+        },
+        onError: (error) => this.emitError(error),
+        onFrameError: (error) => this.emitError(error),
+      },
     });
-    this.channel.on('disconnect', (reason) => this.onChannelDisconnect(reason));
-    this.channel.on('heartbeatTimeout', () => {
-      const error = new IpcError('TIMEOUT', `heartbeat timeout: server "${this.options.id}" went silent`);
-      this.emit('heartbeatTimeout', error);
-      if (this.options.heartbeatThrowOnTimeout) this.emitError(error);
+    this.streams = new StreamFeature(this.connection, {
+      maxConcurrentStreams: this.options.maxConcurrentStreams,
+      onStream: (info, readable) => {
+        if (this.listenerCount('stream') === 0) return false;
+        this.emit('stream', info, readable);
+        return true;
+      },
     });
-    this.channel.on('messageError', (error) => this.emitError(error));
-    this.channel.on('error', (error) => this.emitError(error));
+    this.connection.use(this.streams);
     this.subscriptions = new ClientSubscriptions({
-      channel: this.channel,
+      channel: this.connection,
       serialization: this.options.serialization,
       ackTimeoutMs: this.options.requestTimeoutMs,
       isLive: () => this.state === 'connected' || this.state === 'reconnecting',
       emitError: (error) => this.emitError(error),
     });
-    // The first 'connect' listener: the server learns every pattern again before anything a user listener sends.
-    this.on('connect', () => this.subscriptions.restore());
-    this.channel.on('stream', (info, readable) => {
-      if (this.listenerCount('stream') > 0) this.emit('stream', info, readable);
-      else this.channel.cancelIncomingStream(info.streamId, new IpcError('NO_HANDLER', `client "${this.options.clientId}" has no 'stream' listener for stream "${info.streamId}"`));
-    });
+    this.connection.use(this.subscriptions);
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -111,20 +138,19 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     return this.connecting;
   }
 
-  /** Closes the connection cleanly and stops reconnecting; what waits in the outbox rejects with NOT_CONNECTED. */
+  /**
+   * Closes the connection cleanly and stops reconnecting; `disconnect` fires with code CLOSED,
+   * requests in flight reject with CLOSED, what waits in the outbox rejects with NOT_CONNECTED.
+   */
   public async disconnect(): Promise<void> {
-    const wasConnected = this.channel.isConnected;
     this.state = 'closed';
     this.wake();
     this.dialling?.destroy(new IpcError('NOT_CONNECTED', 'client disconnected'));
-    this.channel.releaseSends(new IpcError('NOT_CONNECTED', 'client disconnected'));
+    this.connection.releaseSends(new IpcError('NOT_CONNECTED', 'client disconnected'));
     this.subscriptions.stop(new IpcError('NOT_CONNECTED', 'client disconnected'));
-    if (wasConnected) {
-      await new Promise<void>((resolve) => {
-        this.channel.once('disconnect', () => resolve());
-        this.channel.close('client disconnected');
-      });
-    }
+    const closed = this.connection.whenClosed();
+    this.connection.close('client disconnected');
+    await closed;
     await this.connecting?.catch(() => undefined);
     const hosted = this.hostedServer;
     this.hostedServer = undefined;
@@ -134,15 +160,16 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   // ---- messaging -------------------------------------------------------------------------------
 
   public sendMessage<T = unknown>(type: string, data?: T): Promise<void> {
-    return this.channel.sendMessage(type, data);
+    return this.connection.sendMessage(type, data);
   }
 
   public request<TReq = unknown, TRes = unknown>(type: string, data?: TReq, options?: IRequestOptions): Promise<TRes> {
-    return this.channel.request<TRes>(type, data, options);
+    return this.connection.request<TRes>(EFrameKind.Request, type, data, options);
   }
 
   /** Handles server-initiated messages and requests (`server.sendToClient`, `requestClient`, `broadcast`). */
   public onMessage<TReq = unknown, TRes = unknown>(type: string, handler: (data: TReq, serverId: string, context: IMessageContext) => TRes | Promise<TRes> | void): this {
+    checkHandler(type, handler);
     this.handlers.set(type, handler as TMessageHandler);
     return this;
   }
@@ -187,28 +214,28 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
 
   /** Streams a readable to the server; resolves when it has the last byte. Needs a live connection (NOT_CONNECTED otherwise). */
   public sendStream(readable: TStreamSource, options?: ISendStreamOptions): Promise<void> {
-    return this.channel.sendStream(readable, options);
+    return this.streams.sendStream(readable, options);
   }
 
   /** Streams a file to the server (meta: type 'file', basename, size; sha256 checked by the server). */
   public sendFile(filePath: string, options?: ISendFileOptions): Promise<void> {
-    return this.channel.sendFile(filePath, options);
+    return this.streams.sendFile(filePath, options);
   }
 
   /** Cancels a stream this client sends. Returns false when there is no such stream. */
   public cancelOutgoingStream(streamId: string, reason?: string): boolean {
-    return this.channel.cancelOutgoingStream(streamId, reason);
+    return this.streams.cancelOutgoing(streamId, reason);
   }
 
   /** Cancels a stream the server sends to this client. Returns false when there is no such stream. */
   public cancelIncomingStream(streamId: string, reason?: string): boolean {
-    return this.channel.cancelIncomingStream(streamId, reason);
+    return this.streams.cancelIncoming(streamId, reason);
   }
 
   // ---- introspection ---------------------------------------------------------------------------
 
   public getIsConnected(): boolean {
-    return this.state === 'connected' && this.channel.isConnected;
+    return this.state === 'connected' && this.connection.isConnected;
   }
 
   public getClientId(): string {
@@ -220,7 +247,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
       connected: this.getIsConnected(),
       clientId: this.options.clientId,
       reconnectAttempts: this.reconnectAttempts,
-      metrics: { ...this.metrics, requestsInFlight: this.channel.requestsInFlight },
+      metrics: { ...this.metrics, requestsInFlight: this.connection.requestsInFlight },
       pubsub: this.subscriptions.getStats(),
     };
   }
@@ -233,11 +260,6 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     return this.hostedServer;
   }
 
-  /** The channel under this client, for pub/sub and stream extensions. */
-  public getChannel(): IpcChannel {
-    return this.channel;
-  }
-
   // ---- connecting ------------------------------------------------------------------------------
 
   private async connectWithRetry(options: IClientConnectOptions): Promise<void> {
@@ -245,7 +267,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     const waitForReady = options.waitForReady === true;
     const retrying = retry.enabled || waitForReady;
     const maxAttempts = !retrying ? 1 : waitForReady ? Infinity : retry.maxAttempts;
-    const budgetMs = waitForReady ? options.waitTimeout ?? DEFAULT_WAIT_FOR_READY_TIMEOUT_MS : retry.totalTimeout;
+    const budgetMs = waitForReady ? durationMs('waitTimeout', options.waitTimeout, DEFAULT_WAIT_FOR_READY_TIMEOUT_MS) : retry.totalTimeout;
     const deadline = performance.now() + budgetMs;
     const backoff = new Backoff(retry.initialDelay, retry.maxDelay);
     for (let attempt = 1; ; attempt++) {
@@ -275,57 +297,41 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   /**
    * After the first connect failed for want of a server on a socket path (ENOENT, ECONNREFUSED),
    * a client that is not clientOnly becomes the hub itself: it starts a server on the endpoint
-   * with the same id, emits role('server') and connects to it like any other client.
+   * with the same id (see server/endpointhosting.ts), emits role('server') and connects to it
+   * like any other client.
    */
   private async hostEndpointInstead(error: IpcError): Promise<void> {
-    const endpoint = this.options.endpoint;
-    const cause = (error.cause as NodeJS.ErrnoException | undefined)?.code;
-    const noServer = isIpcError(error, 'SERVER_UNAVAILABLE') && (cause === 'ENOENT' || cause === 'ECONNREFUSED');
-    if (this.options.clientOnly || endpoint.socketPath === undefined || !noServer || this.isClosed()) throw error;
-    const server = new IpcServer({
-      id: this.options.id,
-      socketPath: endpoint.socketPath,
-      autoCleanupSocketFile: true,
-      maxMessageSize: this.options.maxMessageSize,
-      serialization: this.options.serialization,
-      heartbeat: this.options.heartbeat !== undefined,
-      ...(this.options.heartbeat
-        ? {
-            heartbeatInterval: this.options.heartbeat.intervalMs,
-            heartbeatTimeout: this.options.heartbeat.timeoutMs,
-            heartbeatInitialGracePeriodMs: this.options.heartbeat.initialGraceMs,
-          }
-        : {}),
-    });
+    const hosting = IpcClient.endpointHosting;
+    if (this.options.clientOnly || hosting === undefined || !isIpcError(error, 'SERVER_UNAVAILABLE') || !this.medium.canHost(error) || this.isClosed()) throw error;
+    let server: IpcServer;
     try {
-      await server.start({ readyWhen: 'accepting' });
+      server = await hosting(this.options);
     } catch (startError) {
       // Someone else became the server in the meantime: connect to them instead.
       if (isIpcError(startError, 'ADDRESS_IN_USE')) return this.connectOnce();
       throw error;
     }
-    debug('no server on %s: client %s hosts it now', endpoint.socketPath, this.options.clientId);
+    debug('no server on %s: client %s hosts it now', this.medium.describe(), this.options.clientId);
     this.hostedServer = server;
     this.emit('role', 'server');
     await this.connectOnce();
   }
 
-  /** One dial plus handshake. On success the channel has the new transport and `connect` is emitted. */
+  /** One dial plus handshake. On success the connection has the new link and `connect` is emitted. */
   private async connectOnce(): Promise<void> {
-    const transport = createTransport(this.options.endpoint, { maxMessageSize: this.options.maxMessageSize });
-    this.dialling = transport;
+    let opened;
     try {
-      try {
-        await transport.connect();
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-        // System errors look like ECONNREFUSED; certificate failures (UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_TLS_...) do not.
-        if (this.options.endpoint.tls && !/^E[A-Z]+$/.test(code)) {
-          throw new IpcError('SERVER_UNAVAILABLE', `TLS handshake with ${transport.describe()} failed (${code}): ${(err as Error).message}`, { cause: err });
-        }
-        const hint = this.options.clientOnly ? '; clientOnly prevents hosting the endpoint' : '';
-        throw new IpcError('SERVER_UNAVAILABLE', `no server at ${transport.describe()} (${code})${hint}`, { cause: err });
+      opened = await this.medium.dial();
+    } catch (err) {
+      const error = err as IpcError;
+      if (this.options.clientOnly && isIpcError(error, 'SERVER_UNAVAILABLE') && this.medium.canHost(error)) {
+        throw new IpcError('SERVER_UNAVAILABLE', `${error.message}; clientOnly prevents hosting the endpoint`, { cause: error.cause });
       }
+      throw error;
+    }
+    const link = new FramedLink(opened.stream, { maxMessageSize: this.options.maxMessageSize, description: this.medium.describe(), peer: opened.peer });
+    this.dialling = link;
+    try {
       const hello: IHelloPayload = {
         serverId: this.options.id,
         clientId: this.options.clientId,
@@ -334,13 +340,14 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
         serialization: this.options.serialization,
         maxMessageSize: this.options.maxMessageSize,
       };
-      const { welcome, gate } = await registerWithServer(transport, hello, this.options.registerTimeoutMs);
+      const { welcome, gate } = await registerWithServer(link, hello, this.options.registerTimeoutMs);
       if (this.isClosed()) {
-        transport.end();
+        link.end();
         throw new IpcError('NOT_CONNECTED', 'disconnect() was called while connecting');
       }
       this.state = 'connected';
-      this.channel.attach(transport, welcome.serverId, (handler) => gate.handOver(handler));
+      this.connection.attach(link, welcome.serverId);
+      gate.handOver(this.connection);
     } finally {
       this.dialling = undefined;
     }
@@ -348,19 +355,19 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     this.emit('connect');
   }
 
-  private onChannelDisconnect(reason: IpcError): void {
+  private onConnectionDisconnect(reason: IpcError): void {
     const wasConnected = this.state === 'connected';
     this.emit('disconnect', reason);
     if (!wasConnected) return;
     // A newer connection with our clientId took over; reconnecting would evict it in turn, forever.
-    const replaced = this.channel.peerGoodbye?.code === 'replaced';
+    const replaced = this.connection.peerGoodbye?.code === 'replaced';
     if (!this.options.reconnect.enabled || replaced) {
       this.state = 'idle';
       this.subscriptions.stop(reason);
       return;
     }
     this.state = 'reconnecting';
-    this.channel.holdSends();
+    this.connection.holdSends();
     void this.reconnectLoop();
   }
 
@@ -394,7 +401,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
 
   private giveUp(error: IpcError): void {
     this.state = 'idle';
-    this.channel.releaseSends(new IpcError('NOT_CONNECTED', error.message, { cause: error }));
+    this.connection.releaseSends(new IpcError('NOT_CONNECTED', error.message, { cause: error }));
     this.subscriptions.stop(new IpcError('NOT_CONNECTED', error.message, { cause: error }));
     this.emitError(error);
   }

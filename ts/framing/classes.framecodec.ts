@@ -3,8 +3,11 @@ import { readUtf8, writeUtf8 } from './utf8.js';
 import { WRITE_COPY_THRESHOLD_BYTES, WRITE_SLAB_BYTES } from '../smartipc.defaults.js';
 import {
   FLAG_ENCODING_MASK,
+  FLAG_HAS_ATTACHMENTS,
+  FLAG_HAS_BUDGET,
   FLAG_HAS_HEADERS,
   FLAG_KNOWN_BITS,
+  FRAME_MAX_BUDGET_MS,
   FRAME_FIXED_HEADER_BYTES,
   FRAME_KIND_MAX,
   FRAME_MAX_TYPE_BYTES,
@@ -40,7 +43,7 @@ export class FrameEncoder {
   /** Appends one frame described by an object (see `appendFrame` for the hot path). */
   public append(frame: IOutgoingFrame, maxFrameBytes: number): number {
     const headersJson = frame.headers === undefined ? undefined : JSON.stringify(frame.headers);
-    return this.appendFrame(frame.kind, frame.encoding, frame.id, frame.type, headersJson, frame.payload, maxFrameBytes);
+    return this.appendFrame(frame.kind, frame.encoding, frame.id, frame.type, headersJson, frame.payload, maxFrameBytes, frame.budgetMs ?? -1, frame.attachments);
   }
 
   /**
@@ -55,12 +58,20 @@ export class FrameEncoder {
     headersJson: string | undefined,
     payload: Buffer | string | undefined,
     maxFrameBytes: number,
+    budgetMs = -1,
+    attachments?: Buffer[],
   ): number {
     const typeBuffer = this.typeBytes(type);
     const typeBytes = typeBuffer.length;
     const headersBytes = headersJson === undefined ? 0 : Buffer.byteLength(headersJson, 'utf8');
-    const headerLength = FRAME_PREFIX_BYTES + FRAME_FIXED_HEADER_BYTES + typeBytes + (headersJson === undefined ? 0 : 4 + headersBytes);
-    const flags = (encoding & FLAG_ENCODING_MASK) | (headersJson === undefined ? 0 : FLAG_HAS_HEADERS);
+    const hasBudget = budgetMs >= 0;
+    const headerLength = FRAME_PREFIX_BYTES + FRAME_FIXED_HEADER_BYTES + typeBytes + (hasBudget ? 4 : 0) + (headersJson === undefined ? 0 : 4 + headersBytes);
+    // `encoding` may carry the attachments bit for a payload passed on as it arrived (table included).
+    let flags = (encoding & (FLAG_ENCODING_MASK | FLAG_HAS_ATTACHMENTS)) | (headersJson === undefined ? 0 : FLAG_HAS_HEADERS) | (hasBudget ? FLAG_HAS_BUDGET : 0);
+    if (attachments !== undefined && attachments.length > 0) {
+      flags |= FLAG_HAS_ATTACHMENTS;
+      return this.appendWithAttachments(kind, flags, id, type, typeBuffer, headersJson, headersBytes, headerLength, budgetMs, String(payload ?? ''), attachments, maxFrameBytes);
+    }
 
     // A string payload's UTF-8 size is at most 3 bytes per UTF-16 unit: if that fits, write in place.
     if (typeof payload === 'string' && payload.length * 3 + headerLength <= WRITE_SLAB_BYTES) {
@@ -69,7 +80,7 @@ export class FrameEncoder {
       const payloadBytes = payload.length === 0 ? 0 : writeUtf8(this.slab, payload, payloadStart);
       const frameLength = headerLength - FRAME_PREFIX_BYTES + payloadBytes;
       if (frameLength > maxFrameBytes) throw tooLarge(type, frameLength, maxFrameBytes);
-      this.writeHeader(frameLength, kind, flags, id, typeBuffer, headersJson, headersBytes);
+      this.writeHeader(frameLength, kind, flags, id, typeBuffer, budgetMs, headersJson, headersBytes);
       this.offset = payloadStart + payloadBytes;
       return frameLength + FRAME_PREFIX_BYTES;
     }
@@ -81,7 +92,7 @@ export class FrameEncoder {
 
     if (payloadBytes < WRITE_COPY_THRESHOLD_BYTES) {
       this.reserve(headerLength + payloadBytes);
-      this.writeHeader(frameLength, kind, flags, id, typeBuffer, headersJson, headersBytes);
+      this.writeHeader(frameLength, kind, flags, id, typeBuffer, budgetMs, headersJson, headersBytes);
       this.offset += headerLength;
       if (payloadBuffer !== undefined && payloadBytes > 0) {
         this.slab.set(payloadBuffer, this.offset);
@@ -89,11 +100,62 @@ export class FrameEncoder {
       }
     } else {
       this.reserve(headerLength);
-      this.writeHeader(frameLength, kind, flags, id, typeBuffer, headersJson, headersBytes);
+      this.writeHeader(frameLength, kind, flags, id, typeBuffer, budgetMs, headersJson, headersBytes);
       this.offset += headerLength;
       this.cutSegment();
       this.segments.push(payloadBuffer!);
       this.segmentBytes += payloadBytes;
+    }
+    return frameLength + FRAME_PREFIX_BYTES;
+  }
+
+  /**
+   * A JSON payload with raw attachments: the table and the JSON text go into the slab, each
+   * attachment follows by reference (or copied when small), so a nested 1 MiB Buffer is never
+   * copied by the encoder.
+   */
+  private appendWithAttachments(
+    kind: EFrameKind,
+    flags: number,
+    id: number,
+    type: string,
+    typeBuffer: Buffer,
+    headersJson: string | undefined,
+    headersBytes: number,
+    headerLength: number,
+    budgetMs: number,
+    json: string,
+    attachments: Buffer[],
+    maxFrameBytes: number,
+  ): number {
+    const tableBytes = 4 + 4 * attachments.length;
+    const jsonBytes = Buffer.byteLength(json, 'utf8');
+    let attachmentBytes = 0;
+    for (const attachment of attachments) attachmentBytes += attachment.length;
+    const frameLength = headerLength - FRAME_PREFIX_BYTES + tableBytes + jsonBytes + attachmentBytes;
+    if (frameLength > maxFrameBytes) throw tooLarge(type, frameLength, maxFrameBytes);
+    this.reserve(headerLength + tableBytes + jsonBytes);
+    this.writeHeader(frameLength, kind, flags, id, typeBuffer, budgetMs, headersJson, headersBytes);
+    let o = this.offset + headerLength;
+    const buf = this.slab;
+    buf.writeUInt32BE(attachments.length, o);
+    o += 4;
+    for (const attachment of attachments) {
+      buf.writeUInt32BE(attachment.length, o);
+      o += 4;
+    }
+    if (jsonBytes > 0) o += writeUtf8(buf, json, o);
+    this.offset = o;
+    for (const attachment of attachments) {
+      if (attachment.length < WRITE_COPY_THRESHOLD_BYTES) {
+        this.reserve(attachment.length);
+        this.slab.set(attachment, this.offset);
+        this.offset += attachment.length;
+      } else {
+        this.cutSegment();
+        this.segments.push(attachment);
+        this.segmentBytes += attachment.length;
+      }
     }
     return frameLength + FRAME_PREFIX_BYTES;
   }
@@ -138,7 +200,7 @@ export class FrameEncoder {
   }
 
   /** Plain byte stores: Buffer#writeUInt32BE re-validates its arguments on every call. */
-  private writeHeader(frameLength: number, kind: number, flags: number, id: number, typeBuffer: Buffer, headersJson: string | undefined, headersBytes: number): void {
+  private writeHeader(frameLength: number, kind: number, flags: number, id: number, typeBuffer: Buffer, budgetMs: number, headersJson: string | undefined, headersBytes: number): void {
     const buf = this.slab;
     let o = this.offset;
     buf[o] = frameLength >>> 24;
@@ -159,6 +221,10 @@ export class FrameEncoder {
       if (typeBytes <= 16) for (let i = 0; i < typeBytes; i++) buf[o + i] = typeBuffer[i];
       else buf.set(typeBuffer, o);
       o += typeBytes;
+    }
+    if (budgetMs >= 0) {
+      buf.writeUInt32BE(Math.min(Math.ceil(budgetMs), FRAME_MAX_BUDGET_MS), o);
+      o += 4;
     }
     if (headersJson !== undefined) {
       buf.writeUInt32BE(headersBytes, o);
@@ -208,6 +274,7 @@ export class DecodedFrame implements IFrame {
     public id: number,
     public type: string,
     public headers: Record<string, unknown> | undefined,
+    public budgetMs: number,
     public buf: Buffer,
     public payloadStart: number,
     public payloadEnd: number,
@@ -221,7 +288,7 @@ export class DecodedFrame implements IFrame {
 /** A frame that owns a copy of its payload (kept past the tick it arrived in). */
 export function detachFrame(frame: IFrame): IFrame {
   const copy = Buffer.from(frame.buf.subarray(frame.payloadStart, frame.payloadEnd));
-  return new DecodedFrame(frame.kind, frame.flags, frame.id, frame.type, frame.headers, copy, 0, copy.length);
+  return new DecodedFrame(frame.kind, frame.flags, frame.id, frame.type, frame.headers, frame.budgetMs, copy, 0, copy.length);
 }
 
 export interface IFrameDecoderSink {
@@ -244,11 +311,23 @@ export class FrameDecoder {
   private lastType = '';
   private lastTypeBytes: Buffer = Buffer.alloc(0);
 
-  constructor(private readonly maxFrameBytes: number, private readonly sink: IFrameDecoderSink) {}
+  constructor(private maxFrameBytes: number, private readonly sink: IFrameDecoderSink) {}
 
   /** Bytes held for an incomplete frame. */
   public get bufferedBytes(): number {
     return this.pendingBytes;
+  }
+
+  /** True while part of a frame has arrived and the rest has not. */
+  public get hasPartialFrame(): boolean {
+    return this.pendingBytes > 0;
+  }
+
+  /** Changes the largest frame accepted from now on (a small limit until the handshake completes). */
+  public setMaxFrameBytes(maxFrameBytes: number): void {
+    this.maxFrameBytes = maxFrameBytes;
+    // A frame already being assembled must fit the new limit too.
+    if (this.needed > FRAME_PREFIX_BYTES + maxFrameBytes) this.acceptLength(this.needed - FRAME_PREFIX_BYTES);
   }
 
   public push(chunk: Buffer): void {
@@ -337,6 +416,15 @@ export class FrameDecoder {
     }
     const type = this.readType(buf, o, typeBytes);
     o += typeBytes;
+    let budgetMs = -1;
+    if ((flags & FLAG_HAS_BUDGET) !== 0) {
+      if (o + 4 > end) {
+        this.fail(new IpcError('PROTOCOL_ERROR', 'frame deadline runs past the frame end'));
+        return undefined;
+      }
+      budgetMs = buf.readUInt32BE(o);
+      o += 4;
+    }
     let headers: Record<string, unknown> | undefined;
     if ((flags & FLAG_HAS_HEADERS) !== 0) {
       if (o + 4 > end || o + 4 + buf.readUInt32BE(o) > end) {
@@ -354,7 +442,7 @@ export class FrameDecoder {
       }
       o += 4 + headersBytes;
     }
-    return new DecodedFrame(kind, flags, id, type, headers, buf, o, end);
+    return new DecodedFrame(kind, flags, id, type, headers, budgetMs, buf, o, end);
   }
 
   /** The type string; a run of frames of one type (the common case) reuses the last string. */

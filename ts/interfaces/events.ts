@@ -14,14 +14,26 @@ export interface IIpcMetrics {
   errors: number;
 }
 
-/** What a message handler learns beside the data. */
+/** What a message handler learns beside the data (always passed, whatever the handler declares). */
 export interface IMessageContext {
   /** The message type. */
-  type: string;
+  readonly type: string;
   /** The headers the sender passed with a request. */
-  headers?: Record<string, unknown>;
+  readonly headers?: Record<string, unknown>;
   /** True when the sender awaits the return value. */
-  isRequest: boolean;
+  readonly isRequest: boolean;
+  /** The sender: its clientId on a server, the server's id on a client. */
+  readonly peerId: string;
+  /**
+   * Aborts when the caller aborts its request, its timeout expires or its connection drops;
+   * `signal.reason` is an IpcError with code ABORTED, TIMEOUT or CONNECTION_LOST. Pass it on to
+   * whatever the handler waits for; a result produced after it aborted is dropped.
+   */
+  readonly signal: AbortSignal;
+  /** Wall-clock time (epoch ms) at which the caller gives up; undefined for messages and requests without a timeout. */
+  readonly deadline?: number;
+  /** Milliseconds left until `deadline`, never negative; Infinity without one. */
+  remainingMs(): number;
 }
 
 /**

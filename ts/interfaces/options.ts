@@ -26,6 +26,9 @@ export interface ITcpEndpoint {
 
 export type TEndpoint = ISocketPathEndpoint | ITcpEndpoint;
 
+/** The medium under a connection. */
+export type TTransportKind = 'unix' | 'pipe' | 'tcp' | 'tls' | 'child';
+
 /** Where a server is bound: `socketPath` for sockets and pipes, `host` and `port` for TCP. */
 export type TAddress = { socketPath: string } | { host: string; port: number };
 
@@ -66,6 +69,8 @@ export type IIpcServerOptions = IIpcCommonOptions & TEndpoint & {
   pubsubMaxQueuedBytes?: number;
   /** Time a new connection has to complete its handshake (ms). @default 5000 */
   registerTimeoutMs?: number;
+  /** Default timeout of `requestClient` and `call` made by the server (ms; Infinity: none). @default 30000 */
+  requestTimeout?: number;
 };
 
 export interface IConnectRetryOptions {
@@ -114,17 +119,25 @@ export type IIpcClientOptions = IIpcCommonOptions & TEndpoint & {
   outbox?: IOutboxOptions;
   /** Time for the server to answer the handshake (ms). @default 5000 */
   registerTimeoutMs?: number;
-  /** Default timeout of `request` (ms). @default 30000 */
+  /** Default timeout of `request` (ms; Infinity: none). @default 30000 */
   requestTimeout?: number;
 };
 
 export interface IRequestOptions {
-  /** Milliseconds before the request rejects with TIMEOUT. @default the client's requestTimeout (30000) */
+  /**
+   * Milliseconds before the request rejects with TIMEOUT (Infinity: never). Inside a handler the
+   * time its own caller has left caps it (see `propagate`). @default the requestTimeout option (30000)
+   */
   timeout?: number;
-  /** Aborting rejects the request with ABORTED. */
+  /** Aborting rejects the request with ABORTED, and aborts the handler's `context.signal` on the other side. */
   signal?: AbortSignal;
   /** Small JSON object delivered to the handler beside the data. */
   headers?: Record<string, unknown>;
+  /**
+   * Made inside a handler: inherit its deadline (the smaller timeout wins) and its cancellation.
+   * false: this request is on its own. @default true
+   */
+  propagate?: boolean;
 }
 
 export interface IServerStartOptions {
@@ -144,13 +157,40 @@ export interface IClientConnectOptions {
   waitTimeout?: number;
 }
 
-export type IIpcChannelOptions = IIpcCommonOptions & TEndpoint & {
+export type IIpcChannelOptions = IIpcCommonOptions & TEndpoint & IChannelOwnOptions & {
   /** 'auto': whichever process starts first listens, the other connects. @default 'auto' */
   role?: 'auto' | 'server' | 'client';
-  /** @default 30000 */
-  requestTimeout?: number;
-  /** @default 5000 */
-  registerTimeoutMs?: number;
+  /** The listening side: remove a stale socket file left by a dead process. @default false */
   autoCleanupSocketFile?: boolean;
+  /** The listening side: file mode of the Unix socket, e.g. 0o600. @default left to the umask */
   socketMode?: number;
 };
+
+/** Options of a channel whatever opens it (an endpoint, `SmartIpc.fork`, `connectParent`). */
+export interface IChannelOwnOptions {
+  /** Default timeout of `request` (ms; Infinity: none). @default 30000 */
+  requestTimeout?: number;
+  /** Time the other side has to complete the handshake (ms). @default 5000 */
+  registerTimeoutMs?: number;
+  /** Open streams per direction. @default 32 */
+  maxConcurrentStreams?: number;
+}
+
+/** `SmartIpc.fork(modulePath, options)`: the child process and the channel to it. */
+export interface IForkOptions extends Partial<IIpcCommonOptions>, IChannelOwnOptions {
+  /** Arguments for the module. @default [] */
+  args?: string[];
+  /** The child's environment. @default process.env */
+  env?: NodeJS.ProcessEnv;
+  /** Node.js flags for the child. @default process.execArgv (like child_process.fork) */
+  execArgv?: string[];
+  /** @default process.cwd() */
+  cwd?: string;
+  /** true: the child's stdout and stderr are pipes (`child.stdout`); false: they are this process's. @default false */
+  silent?: boolean;
+  /** The child must call `SmartIpc.connectParent()` within this (ms), or it is killed and fork rejects TIMEOUT. @default 10000 */
+  timeoutMs?: number;
+}
+
+/** `SmartIpc.connectParent(options)`, in a process started by `SmartIpc.fork`. */
+export interface IConnectParentOptions extends Omit<Partial<IIpcCommonOptions>, 'id'>, IChannelOwnOptions {}

@@ -1,20 +1,23 @@
 import * as plugins from '../plugins.js';
 import { IpcError } from '../smartipc.errors.js';
-import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_STOP_GRACE_MS } from '../smartipc.defaults.js';
+import { DEFAULT_STOP_GRACE_MS } from '../smartipc.defaults.js';
 import { EFrameKind, type IHelloPayload } from '../interfaces/wire.js';
 import type { IIpcServerOptions, IRequestOptions, IServerStartOptions, IServerStopOptions, TAddress } from '../interfaces/options.js';
 import type { IIpcMetrics, IIpcServerEvents, IMessageContext, TMessageHandler } from '../interfaces/events.js';
-import { createTransport } from '../framing/transport.factory.js';
-import type { IIpcListener, IpcTransport, ITransportHandler } from '../framing/classes.transport.js';
-import { IpcChannel } from '../channel/classes.ipcchannel.js';
+import type { IConnectionFeature, IConnectionHost } from '../interfaces/hosts.js';
+import type { ISendFileOptions, ISendStreamOptions, TStreamSource } from '../interfaces/streams.js';
+import type { IServerPubSubStats } from '../interfaces/pubsub.js';
+import { FramedLink } from '../framing/classes.framedlink.js';
+import { createMedium, type IMedium, type IMediumListener, type IOpenedStream } from '../framing/media/index.js';
+import { IpcConnection } from '../channel/classes.connection.js';
 import { awaitHello, checkHello, rejectHello, sendWelcome } from '../channel/handshake.js';
 import { encodePayload } from '../channel/serializer.js';
-import { emptyMetrics, resolveServer, type IResolvedServer } from '../smartipc.options.js';
-import { connectProbe } from './readiness.js';
-import { PubSubBroker } from './classes.pubsubbroker.js';
-import type { IServerPubSubStats } from '../interfaces/pubsub.js';
+import { checkHandler } from '../channel/handlers.js';
+import { StreamFeature } from '../features/streams/classes.streamfeature.js';
+import { PubSubBroker } from '../features/pubsub/classes.broker.js';
+import { durationMs, emptyMetrics, nonEmptyString, resolveServer, type IResolvedServer } from '../smartipc.options.js';
+import { startTimer } from '../smartipc.timers.js';
 import { debug } from '../smartipc.log.js';
-import type { ISendFileOptions, ISendStreamOptions, IStreamInfo, TStreamSource } from '../interfaces/streams.js';
 
 export interface IClientInfo {
   clientId: string;
@@ -26,39 +29,45 @@ export interface IClientInfo {
 export interface IIpcServerStats {
   isRunning: boolean;
   connectedClients: number;
+  /** Client connections accepted since start (readiness probes and waitForServer probes do not count). */
   totalConnections: number;
   /** Milliseconds since start, 0 when stopped. */
   uptime: number;
   metrics: IIpcMetrics;
   /** Pub/sub counters: published, delivered, dropped, per pattern. */
-  pubsub?: IServerPubSubStats;
+  pubsub: IServerPubSubStats;
 }
 
+/** One client connection and what is attached to it. */
 interface IClientEntry {
-  channel: IpcChannel;
-  metadata: Record<string, unknown>;
+  readonly clientId: string;
+  readonly connection: IpcConnection;
+  readonly streams: StreamFeature;
+  readonly metadata: Record<string, unknown>;
 }
 
 type TServerState = 'stopped' | 'starting' | 'running' | 'stopping';
 
+/** Features the server attaches to every client connection (pub/sub, services): one factory each. */
+type TClientFeatureFactory = (clientId: string, connection: IConnectionHost) => IConnectionFeature;
+
 /**
- * Accepts many clients on one endpoint. Each connection gets its own IpcChannel after the
- * handshake; handlers and counters are shared by all of them. A newer connection with a clientId
- * already in use replaces the older one (the older is closed): that is what a reconnecting client
- * whose old connection the server has not yet seen die looks like.
+ * Accepts many clients on one endpoint: the hub. Each connection gets its own IpcConnection after
+ * the handshake; handlers and counters are shared by all of them. A newer connection with a
+ * clientId already in use replaces the older one (the older is closed): that is what a
+ * reconnecting client whose old connection the server has not yet seen die looks like.
  */
 export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   public readonly options: IResolvedServer;
   private readonly handlers = new Map<string, TMessageHandler>();
   private readonly metrics: IIpcMetrics = emptyMetrics();
   private readonly clients = new Map<string, IClientEntry>();
-  private readonly handshaking = new Set<IpcTransport>();
+  private readonly handshaking = new Set<FramedLink>();
   /** Connections closed because a newer one took their clientId: their disconnect was already reported. */
-  private readonly replaced = new WeakSet<IpcChannel>();
-  private readonly medium: IpcTransport;
-  private listener?: IIpcListener;
-  /** Features (pub/sub, streams) that set up each client's channel before it goes live. */
-  private readonly channelSetups: Array<(clientId: string, channel: IpcChannel) => void> = [];
+  private readonly replaced = new WeakSet<IpcConnection>();
+  private readonly medium: IMedium;
+  private listener?: IMediumListener;
+  private readonly featureFactories: TClientFeatureFactory[] = [];
   private state: TServerState = 'stopped';
   private ready = false;
   private startedAt = 0;
@@ -68,17 +77,14 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   constructor(options: IIpcServerOptions) {
     super();
     this.options = resolveServer(options);
-    this.medium = createTransport(this.options.endpoint, this.limits(), {
-      autoCleanupSocketFile: this.options.autoCleanupSocketFile,
-      socketMode: this.options.socketMode,
-    });
+    this.medium = createMedium(this.options.endpoint);
     this.pubsub = new PubSubBroker({
       serialization: this.options.serialization,
       maxQueuedBytes: this.options.pubsubMaxQueuedBytes,
       onSlowConsumer: (clientId, queuedBytes) => this.emit('slowConsumer', clientId, queuedBytes),
       onError: (error, clientId) => this.emitError(error, clientId),
     });
-    this.registerChannelSetup((clientId, channel) => this.pubsub.attach(clientId, channel));
+    this.featureFactories.push((clientId, connection) => this.pubsub.featureFor(clientId, connection));
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -86,20 +92,26 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   /** Binds the endpoint. With readyWhen 'accepting' (default) it also proves a connection is accepted. */
   public async start(options: IServerStartOptions = {}): Promise<void> {
     if (this.state !== 'stopped') throw new IpcError('ADDRESS_IN_USE', `server "${this.options.id}" is already ${this.state}`);
+    const readyWhen = options.readyWhen ?? 'accepting';
+    if (readyWhen !== 'accepting' && readyWhen !== 'listening') throw new IpcError('INVALID_ARGUMENT', `smartipc: readyWhen must be 'listening' or 'accepting', got ${String(readyWhen)}`);
     this.state = 'starting';
     try {
-      this.listener = await this.medium.listen((socket) => this.accept(socket));
+      this.listener = await this.medium.listen((opened) => this.accept(opened), {
+        autoCleanupSocketFile: this.options.autoCleanupSocketFile,
+        socketMode: this.options.socketMode,
+      });
     } catch (err) {
       this.state = 'stopped';
       throw err;
     }
     this.state = 'running';
     this.startedAt = Date.now();
+    this.totalConnections = 0;
     debug('server %s listening on %s', this.options.id, this.medium.describe());
     this.emit('start');
-    if ((options.readyWhen ?? 'accepting') === 'accepting') {
+    if (readyWhen === 'accepting') {
       try {
-        await connectProbe(this.listener.address(), this.medium.describe());
+        await this.listener.probe();
       } catch (err) {
         await this.stop({ graceMs: 0 });
         throw err;
@@ -115,25 +127,24 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
    */
   public async stop(options: IServerStopOptions = {}): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
+    const graceMs = durationMs('graceMs', options.graceMs, DEFAULT_STOP_GRACE_MS);
     this.state = 'stopping';
     this.ready = false;
-    const graceMs = options.graceMs ?? DEFAULT_STOP_GRACE_MS;
     await this.listener?.close();
     this.listener = undefined;
-    for (const transport of this.handshaking) transport.destroy(new IpcError('CONNECTION_LOST', 'server stopping'));
-    const channels = [...this.clients.values()].map((entry) => entry.channel);
-    if (graceMs > 0 && channels.length > 0) {
+    for (const link of this.handshaking) link.destroy(new IpcError('CONNECTION_LOST', 'server stopping'));
+    const connections = [...this.clients.values()].map((entry) => entry.connection);
+    if (graceMs > 0 && connections.length > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        Promise.all(channels.map((channel) => channel.whenIdle())),
+        Promise.all(connections.map((connection) => connection.whenIdle())),
         new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, graceMs);
-          timer.unref();
+          timer = startTimer(resolve, graceMs);
         }),
       ]);
       clearTimeout(timer);
     }
-    await Promise.all(channels.map((channel) => this.closeChannel(channel, 'server stopping')));
+    await Promise.all(connections.map((connection) => this.closeConnection(connection, 'server stopping')));
     this.state = 'stopped';
     this.startedAt = 0;
     this.emit('stop');
@@ -143,6 +154,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
 
   /** One handler per type serves messages and requests; for a request its return value is the answer. */
   public onMessage<TReq = unknown, TRes = unknown>(type: string, handler: (data: TReq, clientId: string, context: IMessageContext) => TRes | Promise<TRes> | void): this {
+    checkHandler(type, handler);
     this.handlers.set(type, handler as TMessageHandler);
     return this;
   }
@@ -152,31 +164,34 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     return this;
   }
 
-  public sendToClient(clientId: string, type: string, data?: unknown): Promise<void> {
+  public sendToClient<T = unknown>(clientId: string, type: string, data?: T): Promise<void> {
     const entry = this.clients.get(clientId);
     if (!entry) return Promise.reject(this.clientNotFound(clientId));
-    return entry.channel.sendMessage(type, data);
+    return entry.connection.sendMessage(type, data);
   }
 
+  /** A request to one client; its timeout defaults to the server's `requestTimeout`. */
   public requestClient<TReq = unknown, TRes = unknown>(clientId: string, type: string, data?: TReq, options?: IRequestOptions): Promise<TRes> {
     const entry = this.clients.get(clientId);
     if (!entry) return Promise.reject(this.clientNotFound(clientId));
-    return entry.channel.request<TRes>(type, data, options);
+    return entry.connection.request<TRes>(EFrameKind.Request, type, data, options);
   }
 
   /** Sends to every connected client; the payload is encoded once. Resolves when all are queued. */
-  public broadcast(type: string, data?: unknown): Promise<void> {
+  public broadcast<T = unknown>(type: string, data?: T): Promise<void> {
     return this.broadcastTo([...this.clients.keys()], type, data);
   }
 
   /** Sends to the named clients. Rejects with CLIENT_NOT_FOUND naming any that are not connected (the others still get it). */
-  public async broadcastTo(clientIds: string[], type: string, data?: unknown): Promise<void> {
+  public async broadcastTo<T = unknown>(clientIds: string[], type: string, data?: T): Promise<void> {
+    if (!Array.isArray(clientIds)) throw new IpcError('INVALID_ARGUMENT', 'smartipc: broadcastTo needs an array of clientIds');
+    nonEmptyString('type', type);
     const encoded = encodePayload(data, this.options.serialization, `broadcast "${type}"`);
     const missing: string[] = [];
     const sends: Promise<void>[] = [];
     for (const clientId of clientIds) {
       const entry = this.clients.get(clientId);
-      if (entry) sends.push(entry.channel.sendEncoded(EFrameKind.Message, type, encoded));
+      if (entry) sends.push(entry.connection.send(EFrameKind.Message, type, encoded));
       else missing.push(clientId);
     }
     await Promise.all(sends);
@@ -189,30 +204,30 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   public sendStreamToClient(clientId: string, readable: TStreamSource, options?: ISendStreamOptions): Promise<void> {
     const entry = this.clients.get(clientId);
     if (!entry) return Promise.reject(this.clientNotFound(clientId));
-    return entry.channel.sendStream(readable, options);
+    return entry.streams.sendStream(readable, options);
   }
 
   /** Streams a file to one client (meta: type 'file', basename, size; sha256 checked by the client). */
   public sendFileToClient(clientId: string, filePath: string, options?: ISendFileOptions): Promise<void> {
     const entry = this.clients.get(clientId);
     if (!entry) return Promise.reject(this.clientNotFound(clientId));
-    return entry.channel.sendFile(filePath, options);
+    return entry.streams.sendFile(filePath, options);
   }
 
   /** Cancels a stream a client is sending to this server. Returns false when there is no such stream. */
   public cancelIncomingStreamFromClient(clientId: string, streamId: string, reason?: string): boolean {
-    return this.clients.get(clientId)?.channel.cancelIncomingStream(streamId, reason) ?? false;
+    return this.clients.get(clientId)?.streams.cancelIncoming(streamId, reason) ?? false;
   }
 
   /** Cancels a stream this server is sending to a client. Returns false when there is no such stream. */
   public cancelOutgoingStreamToClient(clientId: string, streamId: string, reason?: string): boolean {
-    return this.clients.get(clientId)?.channel.cancelOutgoingStream(streamId, reason) ?? false;
+    return this.clients.get(clientId)?.streams.cancelOutgoing(streamId, reason) ?? false;
   }
 
   /**
    * Publishes to every client subscribed to a matching pattern (`from` is 'server'); the payload
    * is encoded once. Resolves once queued: subscribers never hold the publisher back, a slow one
-   * loses messages instead (see `pubsubMaxQueuedBytes`). An invalid topic rejects with a TypeError.
+   * loses messages instead (see `pubsubMaxQueuedBytes`). An invalid topic rejects INVALID_ARGUMENT.
    */
   public publish<T = unknown>(topic: string, data?: T): Promise<void> {
     try {
@@ -245,12 +260,12 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   public getClientInfo(clientId: string): IClientInfo | undefined {
     const entry = this.clients.get(clientId);
     if (!entry) return undefined;
-    return { clientId, connectedAt: entry.channel.connectedAt, lastActivity: entry.channel.lastActivity, metadata: entry.metadata };
+    return { clientId, connectedAt: entry.connection.connectedAt, lastActivity: entry.connection.lastActivity, metadata: entry.metadata };
   }
 
   public getStats(): IIpcServerStats {
     let requestsInFlight = 0;
-    for (const entry of this.clients.values()) requestsInFlight += entry.channel.requestsInFlight;
+    for (const entry of this.clients.values()) requestsInFlight += entry.connection.requestsInFlight;
     return {
       isRunning: this.state === 'running',
       connectedClients: this.clients.size,
@@ -261,51 +276,37 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     };
   }
 
-  /** @internal Lets a feature module prepare every client channel (frame hooks, listeners) before its first frame. */
-  public registerChannelSetup(setup: (clientId: string, channel: IpcChannel) => void): void {
-    this.channelSetups.push(setup);
-  }
-
-  /** @internal The live channel of a client, for feature modules. */
-  public getChannelOf(clientId: string): IpcChannel | undefined {
-    return this.clients.get(clientId)?.channel;
-  }
-
   // ---- connections -----------------------------------------------------------------------------
 
-  private limits() {
-    return { maxMessageSize: this.options.maxMessageSize };
-  }
-
-  private accept(socket: plugins.net.Socket): void {
-    if (this.state !== 'running') {
-      socket.destroy();
+  private accept(opened: IOpenedStream): void {
+    if (this.state !== 'running' && this.state !== 'starting') {
+      opened.stream.destroy();
       return;
     }
-    this.totalConnections++;
-    const transport = this.medium.forAccepted(socket);
-    transport.counters = this.metrics;
-    this.handshaking.add(transport);
-    awaitHello(transport, this.options.registerTimeoutMs).then(
+    const link = new FramedLink(opened.stream, { maxMessageSize: this.options.maxMessageSize, description: this.medium.describe(), peer: opened.peer });
+    link.countInto(this.metrics);
+    this.handshaking.add(link);
+    awaitHello(link, this.options.registerTimeoutMs).then(
       ({ hello, gate }) => {
-        this.handshaking.delete(transport);
+        this.handshaking.delete(link);
         const refusal = checkHello(hello, this.options) ?? (hello.probe ? undefined : this.checkCapacity(hello));
         if (refusal) {
           debug('refusing %s: %s', hello.clientId, refusal.message);
-          rejectHello(transport, refusal);
+          rejectHello(link, refusal);
           return;
         }
         if (hello.probe) {
           // waitForServer: answered, then closed; never registered as a client.
-          sendWelcome(transport, hello, this.options);
-          transport.end();
+          sendWelcome(link, hello, this.options);
+          link.end();
           return;
         }
-        this.admit(transport, hello, (handler) => gate.handOver(handler));
+        this.admit(link, hello);
+        gate.handOver(this.clients.get(hello.clientId)!.connection);
       },
       (err: IpcError) => {
-        this.handshaking.delete(transport);
-        transport.destroy(err);
+        this.handshaking.delete(link);
+        link.destroy(err);
         if (err.code === 'PROTOCOL_ERROR' || err.code === 'MESSAGE_TOO_LARGE') {
           this.metrics.errors++;
           this.emit('messageError', err, undefined);
@@ -326,7 +327,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     return undefined;
   }
 
-  private admit(transport: IpcTransport, hello: IHelloPayload, handOver: (handler: ITransportHandler) => void): void {
+  private admit(link: FramedLink, hello: IHelloPayload): void {
     const clientId = hello.clientId;
     const previous = this.clients.get(clientId);
     if (previous) {
@@ -334,53 +335,53 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       // clientDisconnect(old) now, clientConnect(new) below, nothing later from the old one.
       debug('client %s connected again; closing its previous connection', clientId);
       const reason = new IpcError('CONNECTION_LOST', `replaced by a newer connection with clientId "${clientId}"`);
-      this.replaced.add(previous.channel);
+      this.replaced.add(previous.connection);
       this.clients.delete(clientId);
       this.emit('clientDisconnect', clientId, reason);
-      previous.channel.close(reason.message, 'replaced');
+      previous.connection.close(reason.message, 'replaced');
     }
-    sendWelcome(transport, hello, this.options);
-    const channel = new IpcChannel({
+    sendWelcome(link, hello, this.options);
+    this.totalConnections++;
+    const connection: IpcConnection = new IpcConnection({
       serialization: this.options.serialization,
-      requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
+      requestTimeoutMs: this.options.requestTimeoutMs,
       heartbeat: this.options.heartbeat,
       handlers: this.handlers,
       metrics: this.metrics,
       outbox: { maxMessages: 0, maxBytes: 0 },
+      owner: {
+        onDisconnect: (reason) => {
+          if (this.replaced.delete(connection)) return;
+          if (this.clients.get(clientId)?.connection === connection) this.clients.delete(clientId);
+          this.emit('clientDisconnect', clientId, reason);
+        },
+        onHeartbeatTimeout: () => {
+          this.emit('heartbeatTimeout', clientId);
+          if (this.options.heartbeatThrowOnTimeout) this.emitError(new IpcError('TIMEOUT', `heartbeat timeout for client "${clientId}"`), clientId);
+        },
+        onError: (error) => this.emitError(error, clientId),
+        onFrameError: (error) => this.emit('messageError', error, clientId),
+      },
+    });
+    const streams = new StreamFeature(connection, {
       maxConcurrentStreams: this.options.maxConcurrentStreams,
+      onStream: (info, readable) => {
+        if (this.listenerCount('stream') === 0) return false;
+        this.emit('stream', { ...info, clientId }, readable);
+        return true;
+      },
     });
-    this.clients.set(clientId, { channel, metadata: hello.metadata });
-    channel.on('disconnect', (reason) => {
-      if (this.replaced.delete(channel)) return;
-      if (this.clients.get(clientId)?.channel === channel) this.clients.delete(clientId);
-      this.emit('clientDisconnect', clientId, reason);
-    });
-    channel.on('heartbeatTimeout', () => {
-      this.emit('heartbeatTimeout', clientId);
-      if (this.options.heartbeatThrowOnTimeout) this.emitError(new IpcError('TIMEOUT', `heartbeat timeout for client "${clientId}"`), clientId);
-    });
-    channel.on('messageError', (error) => this.emit('messageError', error, clientId));
-    channel.on('error', (error) => this.emitError(error, clientId));
-    channel.on('stream', (info, readable) => this.onClientStream(clientId, channel, info, readable));
-    for (const setup of this.channelSetups) setup(clientId, channel);
-    channel.attach(transport, clientId, handOver);
+    connection.use(streams);
+    for (const factory of this.featureFactories) connection.use(factory(clientId, connection));
+    this.clients.set(clientId, { clientId, connection, streams, metadata: hello.metadata });
+    connection.attach(link, clientId);
     this.emit('clientConnect', clientId, hello.metadata);
   }
 
-  private closeChannel(channel: IpcChannel, reason: string): Promise<void> {
-    if (!channel.isConnected) return Promise.resolve();
-    return new Promise((resolve) => {
-      channel.once('disconnect', () => resolve());
-      channel.close(reason, 'stopping');
-    });
-  }
-
-  private onClientStream(clientId: string, channel: IpcChannel, info: IStreamInfo, readable: plugins.stream.Readable): void {
-    if (this.listenerCount('stream') === 0) {
-      channel.cancelIncomingStream(info.streamId, new IpcError('NO_HANDLER', `server "${this.options.id}" has no 'stream' listener for stream "${info.streamId}"`));
-      return;
-    }
-    this.emit('stream', { ...info, clientId }, readable);
+  private closeConnection(connection: IpcConnection, reason: string): Promise<void> {
+    const closed = connection.whenClosed();
+    connection.close(reason, 'stopping');
+    return closed;
   }
 
   /** 'error' without a listener would throw inside a socket callback and crash the process. */

@@ -1,47 +1,70 @@
 import * as plugins from '../../plugins.js';
-import { IpcError, isIpcError } from '../../smartipc.errors.js';
+import { IpcError, invalidArgument, isIpcError } from '../../smartipc.errors.js';
 import { DEFAULT_STREAM_CHUNK_SIZE_BYTES, STREAM_SEND_QUEUE_BYTES, STREAM_WINDOW_BYTES } from '../../smartipc.defaults.js';
 import { EFrameKind, type IFrame, type TSerialization } from '../../interfaces/wire.js';
 import type { ISendFileOptions, ISendStreamOptions, IStreamInfo, IStreamMeta, TStreamSource } from '../../interfaces/streams.js';
-import type { IpcChannel } from '../classes.ipcchannel.js';
-import { decodePayload, type IEncodedPayload } from '../serializer.js';
+import type { IConnectionFeature, IConnectionHost } from '../../interfaces/hosts.js';
+import type { IEncodedPayload } from '../../channel/serializer.js';
 import { debug } from '../../smartipc.log.js';
 import { OutgoingStream, type IOutgoingStreamSpec, type IStreamSendHost } from './classes.outgoingstream.js';
 import { IncomingStream, type IStreamReceiveHost } from './classes.incomingstream.js';
 import { FROM_RECEIVER, FROM_SENDER, jsonPayload, parseCancelPayload, toCancelPayload, type IStreamOpenPayload } from './protocol.js';
 
-export interface IStreamManagerOptions {
-  serialization: TSerialization;
+export interface IStreamFeatureOptions {
   /** Open streams per direction on this link; one more is refused with TOO_MANY_STREAMS. */
   maxConcurrentStreams: number;
+  /** A stream arrived: hand it to the owner's `stream` listeners. false: nobody listens (refused with NO_HANDLER). */
+  onStream(info: IStreamInfo, readable: plugins.stream.Readable): boolean;
 }
 
+const STREAM_FRAME_KINDS = [EFrameKind.StreamOpen, EFrameKind.StreamChunk, EFrameKind.StreamEnd, EFrameKind.StreamCancel, EFrameKind.StreamCredit] as const;
+
 /**
- * The streams of one channel: starts outgoing streams, accepts incoming ones (emitting `stream`
- * on the channel), routes stream frames by id and fails every open stream when the link drops.
- * Each direction has its own id space: the opener's id names the stream in both directions.
+ * The streams of one connection: starts outgoing streams, accepts incoming ones (handing them to
+ * the owner), routes stream frames by id and fails every open stream when the link drops. Each
+ * direction has its own id space: the opener's id names the stream in both directions.
  */
-export class StreamManager implements IStreamSendHost, IStreamReceiveHost {
+export class StreamFeature implements IConnectionFeature, IStreamSendHost, IStreamReceiveHost {
+  public readonly frameKinds = STREAM_FRAME_KINDS;
   private readonly outgoing = new Map<number, OutgoingStream>();
   private readonly outgoingByStreamId = new Map<string, OutgoingStream>();
   private readonly incoming = new Map<number, IncomingStream>();
   private readonly incomingByStreamId = new Map<string, IncomingStream>();
   private lastId = 0;
 
-  constructor(private readonly channel: IpcChannel, private readonly options: IStreamManagerOptions) {
-    channel.setFrameHook(EFrameKind.StreamOpen, (frame) => this.onOpen(frame));
-    channel.setFrameHook(EFrameKind.StreamChunk, (frame) => this.incoming.get(frame.id)?.handleChunk(frame));
-    channel.setFrameHook(EFrameKind.StreamEnd, (frame) => this.onEnd(frame));
-    channel.setFrameHook(EFrameKind.StreamCancel, (frame) => this.onCancel(frame));
-    channel.setFrameHook(EFrameKind.StreamCredit, (frame) => this.onCredit(frame));
+  constructor(private readonly channel: IConnectionHost, private readonly options: IStreamFeatureOptions) {}
+
+  public onFrame(frame: IFrame): void {
+    switch (frame.kind) {
+      case EFrameKind.StreamOpen:
+        return this.onOpen(frame);
+      case EFrameKind.StreamChunk:
+        return this.incoming.get(frame.id)?.handleChunk(frame);
+      case EFrameKind.StreamEnd:
+        return this.onEnd(frame);
+      case EFrameKind.StreamCancel:
+        return this.onCancel(frame);
+      case EFrameKind.StreamCredit:
+        return this.onCredit(frame);
+    }
+  }
+
+  /** The link dropped: every open stream fails with CONNECTION_LOST. */
+  public onDisconnect(reason: IpcError): void {
+    this.failAll(reason);
   }
 
   public get serialization(): TSerialization {
-    return this.options.serialization;
+    return this.channel.serialization;
   }
 
   public get isConnected(): boolean {
     return this.channel.isConnected;
+  }
+
+  /** Decodes an object-mode chunk (or open frame) for the connection's serialization. */
+  public decode(frame: IFrame): unknown {
+    return this.channel.decode(frame);
   }
 
   public get openStreams(): { incoming: number; outgoing: number } {
@@ -63,7 +86,7 @@ export class StreamManager implements IStreamSendHost, IStreamReceiveHost {
   /** Streams a file with its name and size in meta and a sha256 the receiver checks. */
   public async sendFile(filePath: string, options: ISendFileOptions = {}): Promise<void> {
     const stat = await plugins.fs.promises.stat(filePath);
-    if (!stat.isFile()) throw new TypeError(`smartipc: sendFile needs a regular file, ${filePath} is not one`);
+    if (!stat.isFile()) throw invalidArgument(`sendFile needs a regular file, ${filePath} is not one`);
     const meta: IStreamMeta = { type: 'file', basename: plugins.path.basename(filePath), size: stat.size, ...options.meta };
     const spec = this.admit({ ...options, meta, objectMode: false, checksum: options.checksum ?? 'sha256' }, false);
     return this.start(spec, plugins.fs.createReadStream(filePath, { highWaterMark: spec.chunkSize }));
@@ -85,25 +108,26 @@ export class StreamManager implements IStreamSendHost, IStreamReceiveHost {
     return true;
   }
 
-  /** The link dropped: every open stream fails with CONNECTION_LOST. */
-  public failAll(reason: IpcError): void {
+  private failAll(reason: IpcError): void {
+    const code = 'CONNECTION_LOST';
     for (const stream of [...this.outgoing.values()]) {
-      stream.fail(new IpcError('CONNECTION_LOST', `stream "${stream.streamId}" lost: ${reason.message}`, { cause: reason }), false);
+      stream.fail(new IpcError(code, `stream "${stream.streamId}" lost: ${reason.message}`, { cause: reason }), false);
     }
     for (const stream of [...this.incoming.values()]) {
-      stream.abort(new IpcError('CONNECTION_LOST', `stream "${stream.streamId}" lost: ${reason.message}`, { cause: reason }));
+      stream.abort(new IpcError(code, `stream "${stream.streamId}" lost: ${reason.message}`, { cause: reason }));
     }
   }
 
   /** Validates and reserves a new outgoing stream; throws (nothing sent) when it cannot start. */
   private admit(options: ISendStreamOptions, sourceObjectMode: boolean): IOutgoingStreamSpec {
     const chunkSize = options.chunkSize ?? DEFAULT_STREAM_CHUNK_SIZE_BYTES;
-    if (!Number.isInteger(chunkSize) || chunkSize <= 0) throw new TypeError(`smartipc: chunkSize must be a positive integer number of bytes, got ${String(options.chunkSize)}`);
+    if (!Number.isInteger(chunkSize) || chunkSize <= 0) throw invalidArgument(`chunkSize must be a positive integer number of bytes, got ${String(options.chunkSize)}`);
     if (options.streamId !== undefined && (typeof options.streamId !== 'string' || options.streamId.length === 0)) {
-      throw new TypeError('smartipc: streamId must be a non-empty string');
+      throw invalidArgument('streamId must be a non-empty string');
     }
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgument('signal must be an AbortSignal');
     if (options.signal?.aborted) throw new IpcError('ABORTED', 'stream was aborted before it started', { cause: options.signal.reason });
-    if (!this.channel.isConnected) throw new IpcError('NOT_CONNECTED', `not connected to ${this.channel.peerId || this.channel.transportDescription}; streams need a live connection`);
+    if (!this.channel.isConnected) throw new IpcError('NOT_CONNECTED', `not connected to ${this.channel.peerId || this.channel.description}; streams need a live connection`);
     if (this.outgoing.size >= this.options.maxConcurrentStreams) {
       throw new IpcError('TOO_MANY_STREAMS', `${this.outgoing.size} streams are already being sent on this connection (maxConcurrentStreams ${this.options.maxConcurrentStreams})`);
     }
@@ -140,13 +164,13 @@ export class StreamManager implements IStreamSendHost, IStreamReceiveHost {
   /** Stream frames only travel on a live link; they never wait in a reconnect outbox. */
   public send(kind: EFrameKind, type: string, encoded: IEncodedPayload, id: number, headers?: Record<string, unknown>): Promise<void> {
     if (!this.channel.isConnected) return Promise.reject(new IpcError('CONNECTION_LOST', 'connection lost'));
-    return this.channel.sendEncoded(kind, type, encoded, id, headers);
+    return this.channel.send(kind, type, encoded, id, headers);
   }
 
   public sendNow(kind: EFrameKind, type: string, encoded: IEncodedPayload, id: number): void {
     if (!this.channel.isConnected) throw new IpcError('CONNECTION_LOST', 'connection lost');
     try {
-      this.channel.sendEncodedNow(kind, type, encoded, id);
+      this.channel.sendNow(kind, type, encoded, id);
     } catch (err) {
       if (isIpcError(err, 'NOT_CONNECTED')) throw new IpcError('CONNECTION_LOST', 'connection lost', { cause: err });
       throw err;
@@ -190,14 +214,10 @@ export class StreamManager implements IStreamSendHost, IStreamReceiveHost {
     }
     let open: IStreamOpenPayload;
     try {
-      open = decodePayload(frame.flags, frame.payload) as IStreamOpenPayload;
+      open = this.channel.decode(frame) as IStreamOpenPayload;
       if (open === null || typeof open !== 'object') throw new Error('not an object');
     } catch (err) {
       refuse(new IpcError('PROTOCOL_ERROR', `stream "${streamId}": unreadable open frame (${(err as Error).message})`));
-      return;
-    }
-    if (this.channel.listenerCount('stream') === 0) {
-      refuse(new IpcError('NO_HANDLER', `no 'stream' listener on the receiving side for stream "${streamId}"`));
       return;
     }
     const meta = open.meta !== null && typeof open.meta === 'object' ? open.meta : {};
@@ -206,7 +226,9 @@ export class StreamManager implements IStreamSendHost, IStreamReceiveHost {
     this.incoming.set(frame.id, stream);
     this.incomingByStreamId.set(streamId, stream);
     try {
-      this.channel.emit('stream', info, stream);
+      if (!this.options.onStream(info, stream)) {
+        stream.cancel(new IpcError('NO_HANDLER', `no 'stream' listener on the receiving side for stream "${streamId}"`));
+      }
     } catch (err) {
       // A listener that throws must not take the connection down with it: the sender learns why.
       stream.cancel(new IpcError('HANDLER_ERROR', `'stream' listener threw: ${(err as Error)?.message ?? String(err)}`, { cause: err }));

@@ -1,3 +1,5 @@
+import { invalidArgument } from '../../smartipc.errors.js';
+
 /**
  * Topic matching for pub/sub. Topics are dot-separated segments (`user.login`). In a pattern,
  * `*` matches exactly one segment and `>` (only as the last segment) matches one or more.
@@ -43,16 +45,16 @@ export function describeInvalidTopic(topic: unknown): string | undefined {
   return undefined;
 }
 
-/** Throws a TypeError (a programming mistake, like invalid options) when the pattern is invalid. */
+/** Throws INVALID_ARGUMENT (a programming mistake, like invalid options) when the pattern is invalid. */
 export function assertValidPattern(pattern: unknown): asserts pattern is string {
   const problem = describeInvalidPattern(pattern);
-  if (problem !== undefined) throw new TypeError(`smartipc: ${problem}`);
+  if (problem !== undefined) throw invalidArgument(problem);
 }
 
-/** Throws a TypeError when the topic cannot be published to. */
+/** Throws INVALID_ARGUMENT when the topic cannot be published to. */
 export function assertValidTopic(topic: unknown): asserts topic is string {
   const problem = describeInvalidTopic(topic);
-  if (problem !== undefined) throw new TypeError(`smartipc: ${problem}`);
+  if (problem !== undefined) throw invalidArgument(problem);
 }
 
 /** Whether a concrete topic matches a (valid) pattern. The reference semantics the trie must agree with. */

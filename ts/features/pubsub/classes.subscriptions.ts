@@ -1,22 +1,23 @@
-import * as plugins from '../plugins.js';
-import { IpcError, isIpcErrorCode } from '../smartipc.errors.js';
-import { DEFAULT_SUBSCRIBE_ITERATOR_MAX_BUFFERED } from '../smartipc.defaults.js';
-import { EFrameKind, EPayloadEncoding, type IFrame, type TSerialization } from '../interfaces/wire.js';
+import * as plugins from '../../plugins.js';
+import { IpcError, invalidArgument, isIpcErrorCode } from '../../smartipc.errors.js';
+import { DEFAULT_SUBSCRIBE_ITERATOR_MAX_BUFFERED } from '../../smartipc.defaults.js';
+import { EFrameKind, EPayloadEncoding, type IFrame, type TSerialization } from '../../interfaces/wire.js';
+import type { IConnectionFeature, IConnectionHost } from '../../interfaces/hosts.js';
+import { startTimer } from '../../smartipc.timers.js';
 import type {
   IClientPubSubStats,
   IPublishInfo,
   IPublishedMessage,
   ISubscribeIteratorOptions,
   TSubscriptionHandler,
-} from '../interfaces/pubsub.js';
-import type { IpcChannel } from '../channel/classes.ipcchannel.js';
-import { TopicTrie, PUBLISH_FROM_SEPARATOR, assertValidPattern, assertValidTopic } from '../channel/classes.topictrie.js';
-import { decodeRange, encodePayload, type IEncodedPayload } from '../channel/serializer.js';
-import { debug } from '../smartipc.log.js';
+} from '../../interfaces/pubsub.js';
+import { TopicTrie, PUBLISH_FROM_SEPARATOR, assertValidPattern, assertValidTopic } from './classes.topictrie.js';
+import { encodePayload, type IEncodedPayload } from '../../channel/serializer.js';
+import { debug } from '../../smartipc.log.js';
 
 /** What the registry needs from its client. */
 export interface ISubscriptionsHost {
-  channel: IpcChannel;
+  channel: IConnectionHost;
   serialization: TSerialization;
   /** How long a subscribe waits for the server's acknowledgement (the client's requestTimeout). */
   ackTimeoutMs: number;
@@ -48,7 +49,7 @@ interface IWaiter {
   reject(error: Error): void;
   /** The record this call added (undefined when the handler was already subscribed): removed again if the call fails. */
   added?: IHandlerRecord;
-  timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout | undefined;
 }
 
 interface IPendingAck {
@@ -79,7 +80,8 @@ interface IDispatch {
  * PUBLISH frames (type: the concrete topic, then U+0000 and the publisher's clientId unless the
  * server published it) and are dispatched to every local handler whose pattern matches.
  */
-export class ClientSubscriptions {
+export class ClientSubscriptions implements IConnectionFeature {
+  public readonly frameKinds = [EFrameKind.Subscribe, EFrameKind.Unsubscribe, EFrameKind.Publish] as const;
   private readonly entries = new Map<string, IPatternEntry>();
   private readonly trie = new TopicTrie<IPatternEntry>();
   /** PUBLISH frame type -> its dispatch; emptied whenever the trie changes. */
@@ -90,12 +92,20 @@ export class ClientSubscriptions {
   private received = 0;
   private droppedLocally = 0;
 
-  constructor(private readonly host: ISubscriptionsHost) {
-    const channel = host.channel;
-    channel.setFrameHook(EFrameKind.Subscribe, (frame) => this.onAck(frame));
-    channel.setFrameHook(EFrameKind.Unsubscribe, (frame) => this.onAck(frame));
-    channel.setFrameHook(EFrameKind.Publish, (frame) => this.onPublish(frame));
-    channel.on('disconnect', () => this.onConnectionLost());
+  constructor(private readonly host: ISubscriptionsHost) {}
+
+  public onFrame(frame: IFrame): void {
+    if (frame.kind === EFrameKind.Publish) this.onPublish(frame);
+    else this.onAck(frame);
+  }
+
+  /** Every (re)connection: the server learns every pattern again before anything the user sends. */
+  public onConnect(): void {
+    this.restore();
+  }
+
+  public onDisconnect(): void {
+    this.onConnectionLost();
   }
 
   // ---- public operations (IpcClient delegates here) --------------------------------------------
@@ -106,7 +116,7 @@ export class ClientSubscriptions {
     const handler = typedHandler as TSubscriptionHandler;
     try {
       assertValidPattern(pattern);
-      if (typeof handler !== 'function') throw new TypeError('smartipc: subscribe needs a handler function');
+      if (typeof handler !== 'function') throw invalidArgument('subscribe needs a handler function');
     } catch (err) {
       return Promise.reject(err);
     }
@@ -133,13 +143,12 @@ export class ClientSubscriptions {
         resolve,
         reject,
         added,
-        timer: setTimeout(() => {
+        timer: startTimer(() => {
           target.waiters.delete(waiter);
           this.rollback(target, waiter.added);
           reject(new IpcError('TIMEOUT', `subscribe to "${pattern}" was not acknowledged within ${this.host.ackTimeoutMs} ms`));
         }, this.host.ackTimeoutMs),
       };
-      waiter.timer.unref();
       target.waiters.add(waiter);
     });
     // While reconnecting, the restore after the reconnect sends it.
@@ -180,7 +189,7 @@ export class ClientSubscriptions {
       return Promise.reject(err);
     }
     this.published++;
-    return this.host.channel.sendEncoded(EFrameKind.Publish, topic, encoded);
+    return this.host.channel.send(EFrameKind.Publish, topic, encoded);
   }
 
   /**
@@ -191,7 +200,7 @@ export class ClientSubscriptions {
   public iterate<T>(pattern: string, options: ISubscribeIteratorOptions = {}): AsyncIterableIterator<IPublishedMessage<T>> {
     assertValidPattern(pattern);
     const maxBuffered = options.maxBuffered ?? DEFAULT_SUBSCRIBE_ITERATOR_MAX_BUFFERED;
-    if (!Number.isInteger(maxBuffered) || maxBuffered < 1) throw new TypeError(`smartipc: maxBuffered must be a positive integer, got ${String(maxBuffered)}`);
+    if (!Number.isInteger(maxBuffered) || maxBuffered < 1) throw invalidArgument(`maxBuffered must be a positive integer, got ${String(maxBuffered)}`);
     const buffer: IPublishedMessage<T>[] = [];
     let waiting: { resolve: (result: IteratorResult<IPublishedMessage<T>>) => void; reject: (error: Error) => void } | undefined;
     let done = false;
@@ -240,7 +249,7 @@ export class ClientSubscriptions {
           return Promise.reject(error);
         }
         if (done) return Promise.resolve({ value: undefined, done: true });
-        if (waiting !== undefined) return Promise.reject(new TypeError('smartipc: next() called again before the previous next() settled'));
+        if (waiting !== undefined) return Promise.reject(invalidArgument('next() called again before the previous next() settled'));
         return new Promise((resolve, reject) => {
           waiting = { resolve, reject };
         });
@@ -320,7 +329,7 @@ export class ClientSubscriptions {
     entry.acked = false;
     entry.ackId = id;
     this.pendingAcks.set(id, { kind: EFrameKind.Subscribe, entry });
-    this.host.channel.sendEncoded(EFrameKind.Subscribe, entry.pattern, EMPTY, id).catch((err: IpcError) => {
+    this.host.channel.send(EFrameKind.Subscribe, entry.pattern, EMPTY, id).catch((err: IpcError) => {
       if (!this.pendingAcks.delete(id)) return;
       // Lost with the connection: the restore after the reconnect sends it again.
       if (err.code === 'NOT_CONNECTED' || err.code === 'CONNECTION_LOST') return;
@@ -340,7 +349,7 @@ export class ClientSubscriptions {
     const id = this.nextAckId();
     return new Promise<void>((resolve) => {
       this.pendingAcks.set(id, { kind: EFrameKind.Unsubscribe, resolve });
-      this.host.channel.sendEncoded(EFrameKind.Unsubscribe, entry.pattern, EMPTY, id).catch(() => {
+      this.host.channel.send(EFrameKind.Unsubscribe, entry.pattern, EMPTY, id).catch(() => {
         // The server drops a leaving client's subscriptions by itself.
         if (this.pendingAcks.delete(id)) resolve();
       });
@@ -421,7 +430,7 @@ export class ClientSubscriptions {
     if (records.length === 0) return;
     let data: unknown;
     try {
-      data = decodeRange(frame.flags, frame.buf, frame.payloadStart, frame.payloadEnd);
+      data = this.host.channel.decode(frame);
     } catch (err) {
       this.host.emitError(err as IpcError);
       return;

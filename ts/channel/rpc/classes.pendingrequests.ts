@@ -1,17 +1,23 @@
-import { IpcError } from '../smartipc.errors.js';
-import { MAX_TIMER_DELAY_MS } from '../smartipc.defaults.js';
+import { IpcError } from '../../smartipc.errors.js';
+import { clampDelay } from '../../smartipc.timers.js';
 
 export interface IPendingRequest {
   readonly id: number;
   readonly type: string;
   readonly timeoutMs: number;
+  /** performance.now() at which it times out; Infinity for a request without a timeout. */
   readonly deadline: number;
   resolve(value: unknown): void;
   reject(error: IpcError): void;
   settled: boolean;
   signal?: AbortSignal;
   onAbort?: () => void;
+  /** Runs once when the entry leaves the table, however it settles (unlinks it from a parent handler's cancellation). */
+  cleanup?: () => void;
 }
+
+/** The caller gave up on a request (abort, timeout): the peer may still be working on it. */
+export type TGiveUpListener = (entry: IPendingRequest, reason: IpcError) => void;
 
 /** The requests of one timeout value, in deadline order (= insertion order). */
 interface IDeadlineQueue {
@@ -45,6 +51,9 @@ export class PendingRequests {
   private timer?: NodeJS.Timeout;
   private timerDeadline = Infinity;
 
+  /** `onGiveUp` hears of every request the caller abandoned (so the handler's side can be told). */
+  constructor(private readonly onGiveUp?: TGiveUpListener) {}
+
   public get size(): number {
     return this.count;
   }
@@ -59,31 +68,32 @@ export class PendingRequests {
   }
 
   /** Registers request `id` (from `allocateId`); the promise settles with its response, TIMEOUT or ABORTED. */
-  public add<T>(id: number, type: string, timeoutMs: number, signal?: AbortSignal): Promise<T> {
+  public add<T>(id: number, type: string, timeoutMs: number, signal?: AbortSignal, cleanup?: () => void): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const clamped = Math.min(Math.max(timeoutMs, 0), MAX_TIMER_DELAY_MS);
+      // Infinity: no deadline at all; anything else is clamped to what a timer can wait for.
+      const timeout = timeoutMs === Infinity ? Infinity : clampDelay(timeoutMs);
       const entry: IPendingRequest = {
         id,
         type,
-        timeoutMs: clamped,
-        deadline: performance.now() + clamped,
+        timeoutMs: timeout,
+        deadline: performance.now() + timeout,
         resolve: resolve as (value: unknown) => void,
         reject,
         settled: false,
       };
+      if (cleanup) entry.cleanup = cleanup;
       if (signal) {
         entry.signal = signal;
-        entry.onAbort = () => {
-          if (this.take(id)) reject(new IpcError('ABORTED', `request "${type}" was aborted`, { cause: signal.reason }));
-        };
+        entry.onAbort = () => this.giveUp(id, new IpcError('ABORTED', `request "${type}" was aborted`, { cause: signal.reason }));
         signal.addEventListener('abort', entry.onAbort, { once: true });
       }
       this.slots[id & this.mask] = entry;
       this.count++;
-      let queue = this.queues.get(clamped);
+      if (timeout === Infinity) return;
+      let queue = this.queues.get(timeout);
       if (queue === undefined) {
         queue = { items: [], head: 0, live: 0 };
-        this.queues.set(clamped, queue);
+        this.queues.set(timeout, queue);
       }
       queue.items.push(entry);
       queue.live++;
@@ -100,10 +110,31 @@ export class PendingRequests {
     this.count--;
     entry.settled = true;
     if (entry.onAbort) entry.signal!.removeEventListener('abort', entry.onAbort);
-    const queue = this.queues.get(entry.timeoutMs)!;
-    queue.live--;
-    this.trim(queue);
+    if (entry.cleanup) entry.cleanup();
+    const queue = this.queues.get(entry.timeoutMs);
+    if (queue !== undefined) {
+      queue.live--;
+      this.trim(queue);
+    }
     return entry;
+  }
+
+  /**
+   * The caller gives up on request `id` (its signal aborted, a parent handler was cancelled): it
+   * rejects with `reason` and the peer is told (onGiveUp). False when it already settled.
+   */
+  public giveUp(id: number, reason: IpcError): boolean {
+    const entry = this.take(id);
+    if (!entry) return false;
+    entry.reject(reason);
+    this.onGiveUp?.(entry, reason);
+    return true;
+  }
+
+  /** The entry of `id` while it is pending. */
+  public peek(id: number): IPendingRequest | undefined {
+    const entry = this.slots[id & this.mask];
+    return entry !== undefined && entry.id === id ? entry : undefined;
   }
 
   public has(id: number): boolean {
@@ -176,7 +207,7 @@ export class PendingRequests {
   private arm(deadline: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.timerDeadline = deadline;
-    this.timer = setTimeout(this.expire, Math.max(0, Math.ceil(deadline - performance.now())));
+    this.timer = setTimeout(this.expire, clampDelay(Math.ceil(deadline - performance.now())));
     this.timer.unref();
   }
 
@@ -203,7 +234,9 @@ export class PendingRequests {
           break;
         }
         this.take(entry.id);
-        entry.reject(new IpcError('TIMEOUT', `request "${entry.type}" timed out after ${entry.timeoutMs} ms`));
+        const error = new IpcError('TIMEOUT', `request "${entry.type}" timed out after ${entry.timeoutMs} ms`);
+        entry.reject(error);
+        this.onGiveUp?.(entry, error);
       }
       this.trim(queue);
       if (queue.live === 0) this.queues.delete(timeoutMs);

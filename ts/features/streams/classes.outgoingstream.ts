@@ -2,7 +2,7 @@ import * as plugins from '../../plugins.js';
 import { IpcError, isIpcError } from '../../smartipc.errors.js';
 import { EFrameKind, EPayloadEncoding, type TSerialization } from '../../interfaces/wire.js';
 import type { IStreamMeta, TStreamSource } from '../../interfaces/streams.js';
-import { encodePayload, type IEncodedPayload } from '../serializer.js';
+import { encodePayload, type IEncodedPayload } from '../../channel/serializer.js';
 import { SendCredit } from './classes.creditwindow.js';
 import { chunkCost, FROM_SENDER, jsonPayload, toCancelPayload, type IStreamEndPayload, type IStreamOpenPayload, type TChecksum } from './protocol.js';
 

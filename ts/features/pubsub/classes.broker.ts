@@ -1,11 +1,11 @@
-import { IpcError } from '../smartipc.errors.js';
-import { EFrameKind, EPayloadEncoding, FLAG_ENCODING_MASK, type IFrame, type TSerialization } from '../interfaces/wire.js';
-import type { IPubSubPatternStats, IServerPubSubStats } from '../interfaces/pubsub.js';
-import type { IpcChannel } from '../channel/classes.ipcchannel.js';
-import { TopicTrie, PUBLISH_FROM_SEPARATOR, assertValidTopic, describeInvalidPattern, describeInvalidTopic } from '../channel/classes.topictrie.js';
-import { FrameEncoder } from '../framing/classes.framecodec.js';
-import { encodePayload, payloadSize, type IEncodedPayload } from '../channel/serializer.js';
-import { debug } from '../smartipc.log.js';
+import { IpcError } from '../../smartipc.errors.js';
+import { EFrameKind, EPayloadEncoding, FLAG_ENCODING_MASK, FLAG_HAS_ATTACHMENTS, type IFrame, type TSerialization } from '../../interfaces/wire.js';
+import type { IPubSubPatternStats, IServerPubSubStats } from '../../interfaces/pubsub.js';
+import type { IConnectionFeature, IConnectionHost } from '../../interfaces/hosts.js';
+import { TopicTrie, PUBLISH_FROM_SEPARATOR, assertValidTopic, describeInvalidPattern, describeInvalidTopic } from './classes.topictrie.js';
+import { FrameEncoder } from '../../framing/classes.framecodec.js';
+import { encodePayload, payloadSize, type IEncodedPayload } from '../../channel/serializer.js';
+import { debug } from '../../smartipc.log.js';
 
 /** What the broker needs from its server. */
 export interface IPubSubBrokerHost {
@@ -27,7 +27,7 @@ export interface IPubSubRefusal {
 /** One client's subscriptions and delivery state. */
 interface ISubscriber {
   readonly clientId: string;
-  readonly channel: IpcChannel;
+  readonly channel: IConnectionHost;
   readonly patterns: Set<string>;
   /** The publish this subscriber was last considered for: one frame per publish, however many patterns match. */
   seenSeq: number;
@@ -77,14 +77,19 @@ export class PubSubBroker {
 
   constructor(private readonly host: IPubSubBrokerHost) {}
 
-  /** Takes over the pub/sub frames of a new client channel (called before its first frame). */
-  public attach(clientId: string, channel: IpcChannel): void {
+  /** The pub/sub frames of one client connection, as a feature to attach before its first frame. */
+  public featureFor(clientId: string, channel: IConnectionHost): IConnectionFeature {
     const subscriber: ISubscriber = { clientId, channel, patterns: new Set(), seenSeq: 0, seenQueued: false, slow: false };
-    channel.setFrameHook(EFrameKind.Subscribe, (frame) => this.onSubscribe(subscriber, frame));
-    channel.setFrameHook(EFrameKind.Unsubscribe, (frame) => this.onUnsubscribe(subscriber, frame));
-    channel.setFrameHook(EFrameKind.Publish, (frame) => this.onPublish(subscriber, frame));
-    // A client's subscriptions live as long as its connection; a reconnecting client restores them.
-    channel.once('disconnect', () => this.detach(subscriber));
+    return {
+      frameKinds: [EFrameKind.Subscribe, EFrameKind.Unsubscribe, EFrameKind.Publish],
+      onFrame: (frame) => {
+        if (frame.kind === EFrameKind.Publish) this.onPublish(subscriber, frame);
+        else if (frame.kind === EFrameKind.Subscribe) this.onSubscribe(subscriber, frame);
+        else this.onUnsubscribe(subscriber, frame);
+      },
+      // A client's subscriptions live as long as its connection; a reconnecting client restores them.
+      onDisconnect: () => this.detach(subscriber),
+    };
   }
 
   /** Publishes from the server itself (`from` is 'server'). Throws TypeError for an invalid topic. Returns the number of clients it was queued for. */
@@ -140,7 +145,8 @@ export class PubSubBroker {
     }
     // The payload may stay a view into the received chunk: the frame built from it is a copy, made before this returns.
     const payload = frame.payload;
-    const encoded: IEncodedPayload = { encoding: frame.flags & FLAG_ENCODING_MASK, payload: payload.length > 0 ? payload : undefined };
+    // Attachments stay inside the payload bytes: the frame keeps its flag bit, nothing is decoded.
+    const encoded: IEncodedPayload = { encoding: frame.flags & (FLAG_ENCODING_MASK | FLAG_HAS_ATTACHMENTS), payload: payload.length > 0 ? payload : undefined };
     this.fanOut(topic, encoded, publisher.clientId, publisher);
   }
 
@@ -148,7 +154,7 @@ export class PubSubBroker {
   private acknowledge(subscriber: ISubscriber, kind: EFrameKind, frame: IFrame, refusal?: IPubSubRefusal): void {
     const body: IEncodedPayload = refusal === undefined ? EMPTY : { encoding: EPayloadEncoding.Json, payload: JSON.stringify(refusal) };
     try {
-      subscriber.channel.sendEncodedNow(kind, frame.type, body, frame.id);
+      subscriber.channel.sendNow(kind, frame.type, body, frame.id);
     } catch (err) {
       debug('pub/sub acknowledgement to %s not sent: %s', subscriber.clientId, (err as Error).message);
     }
@@ -219,9 +225,9 @@ export class PubSubBroker {
   /** The publish as one complete frame, encoded on first use. Throws what encoding threw, for every subscriber. */
   private encode(outgoing: IOutgoingPublish): Buffer {
     if (outgoing.failure !== undefined) throw outgoing.failure;
-    const { encoding, payload } = outgoing.encoded;
+    const { encoding, payload, attachments } = outgoing.encoded;
     try {
-      this.encoder.appendFrame(EFrameKind.Publish, encoding, 0, outgoing.type, undefined, payload, Infinity);
+      this.encoder.appendFrame(EFrameKind.Publish, encoding, 0, outgoing.type, undefined, payload, Infinity, -1, attachments);
     } catch (err) {
       outgoing.failure = err as IpcError;
       throw err;

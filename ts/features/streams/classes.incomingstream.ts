@@ -3,13 +3,15 @@ import { IpcError } from '../../smartipc.errors.js';
 import { STREAM_OBJECT_HIGH_WATER_MARK } from '../../smartipc.defaults.js';
 import { EFrameKind, EPayloadEncoding, FLAG_ENCODING_MASK, type IFrame } from '../../interfaces/wire.js';
 import type { IStreamInfo } from '../../interfaces/streams.js';
-import { decodePayload, type IEncodedPayload } from '../serializer.js';
+import type { IEncodedPayload } from '../../channel/serializer.js';
 import { ReceiveWindow } from './classes.creditwindow.js';
 import { chunkCost, creditPayload, FROM_RECEIVER, jsonPayload, protocolError, toCancelPayload, type IStreamEndPayload, type TChecksum } from './protocol.js';
 
 /** What a receiving stream needs from its channel. */
 export interface IStreamReceiveHost {
   send(kind: EFrameKind, type: string, encoded: IEncodedPayload, id: number): Promise<void>;
+  /** Decodes an object-mode chunk for the connection's serialization (PROTOCOL_ERROR otherwise). */
+  decode(frame: IFrame): unknown;
   /** The stream no longer takes frames: drop it from the registry. */
   forget(stream: IncomingStream): void;
 }
@@ -74,7 +76,7 @@ export class IncomingStream extends plugins.stream.Readable {
     }
     let value: unknown;
     try {
-      value = decodePayload(frame.flags, payload);
+      value = this.host.decode(frame);
     } catch (err) {
       this.failProtocol(`stream "${this.streamId}": ${(err as Error).message}`);
       return;

@@ -16,7 +16,7 @@ import { IpcError, isIpcError, isIpcErrorCode, toRemoteError, type IRemoteError,
 import { STREAM_OBJECT_CHUNK_OVERHEAD_BYTES } from '../../smartipc.defaults.js';
 import { EPayloadEncoding } from '../../interfaces/wire.js';
 import type { IStreamMeta } from '../../interfaces/streams.js';
-import type { IEncodedPayload } from '../serializer.js';
+import type { IEncodedPayload } from '../../channel/serializer.js';
 
 /** StreamEnd and StreamCancel go both ways; their type says who sent them. */
 export const FROM_SENDER = 's';

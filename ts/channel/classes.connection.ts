@@ -1,0 +1,710 @@
+import { IpcError, isIpcErrorCode, toRemoteError, type IRemoteError, type TIpcErrorCode } from '../smartipc.errors.js';
+import { EFrameKind, EPayloadEncoding, type IFrame, type IGoodbyePayload, type TGoodbyeCode, type TSerialization } from '../interfaces/wire.js';
+import type { IRequestOptions } from '../interfaces/options.js';
+import type { IIpcMetrics, TMessageHandler } from '../interfaces/events.js';
+import type { IConnectionFeature, IConnectionHost } from '../interfaces/hosts.js';
+import type { FramedLink, ILinkHandler } from '../framing/classes.framedlink.js';
+import { PendingRequests, type IPendingRequest } from './rpc/classes.pendingrequests.js';
+import { HandlerContext, currentHandlerContext, handlerContextStorage } from './rpc/classes.handlercontext.js';
+import { IdTable } from './rpc/classes.idtable.js';
+import { Heartbeat, type IHeartbeatOptions } from './classes.heartbeat.js';
+import { Outbox } from './classes.outbox.js';
+import { decodePayload, encodeInto, isAllowedEncoding, type IEncodedPayload } from './serializer.js';
+import { checkRequestOptions } from '../smartipc.options.js';
+import { debug } from '../smartipc.log.js';
+
+/** What the owner of a connection (server, client, channel) hears from it. */
+export interface IConnectionOwner {
+  /** Called once per attached link, when it is gone. */
+  onDisconnect(reason: IpcError): void;
+  onHeartbeatTimeout(silentForMs: number): void;
+  /** A failure nobody awaits: a message handler threw, a message did not decode. */
+  onError(error: IpcError): void;
+  /** The peer sent bytes that are not a valid frame; it is being dropped. */
+  onFrameError(error: IpcError): void;
+}
+
+/** Everything a connection needs, resolved once by its owner. */
+export interface IConnectionConfig {
+  serialization: TSerialization;
+  requestTimeoutMs: number;
+  /** undefined: no heartbeat. */
+  heartbeat?: IHeartbeatOptions;
+  /** Handlers by type; a server shares one map among all its connections. */
+  handlers: Map<string, TMessageHandler>;
+  /** Counters; a server shares one object among all its connections. */
+  metrics: IIpcMetrics;
+  /** Bounds of the outbox used while reconnecting. */
+  outbox: { maxMessages: number; maxBytes: number };
+  owner: IConnectionOwner;
+  /** Added to NO_HANDLER messages (a client hosting its own endpoint says so). */
+  noHandlerHint?: () => string;
+}
+
+interface IErrorResponseBody {
+  code: string;
+  message: string;
+  remote?: IRemoteError;
+  retryAfterMs?: number;
+}
+
+const RESOLVED: Promise<void> = Promise.resolve();
+
+/**
+ * Frames that count in messagesSent / messagesReceived: what the user sent or answered. Stream
+ * chunks, pub/sub acknowledgements, heartbeats and handshakes count in bytes only.
+ */
+const COUNTS_AS_MESSAGE: readonly boolean[] = kindTable([
+  EFrameKind.Message, EFrameKind.Request, EFrameKind.Response, EFrameKind.ErrorResponse, EFrameKind.Publish,
+  EFrameKind.Call, EFrameKind.PeerMessage, EFrameKind.PeerRequest,
+]);
+/** Frames whose payload is user data, encoded in the negotiated serialization (checked on arrival). */
+const CARRIES_USER_DATA: readonly boolean[] = kindTable([
+  EFrameKind.Message, EFrameKind.Request, EFrameKind.Response, EFrameKind.Publish, EFrameKind.StreamOpen,
+  EFrameKind.StreamChunk, EFrameKind.Call, EFrameKind.PeerMessage, EFrameKind.PeerRequest,
+]);
+const NO_OPTIONS: IRequestOptions = Object.freeze({});
+
+function kindTable(kinds: EFrameKind[]): boolean[] {
+  const table: boolean[] = [];
+  for (const kind of kinds) table[kind] = true;
+  return table;
+}
+
+/**
+ * One logical link to one peer: request/response correlation with deadlines and cancellation,
+ * message dispatch with a handler context, heartbeat, and the outbox that holds sends while the
+ * owner reconnects. The link under it can be replaced (a client reconnects); requests in flight
+ * never outlive the link they were sent on. Features (streams, pub/sub, services) attach with
+ * `use()` and see it only through IConnectionHost.
+ */
+export class IpcConnection implements IConnectionHost, ILinkHandler {
+  /** The peer's id: its clientId seen from a server, the server's id seen from a client. */
+  public peerId = '';
+  public connectedAt = 0;
+  private lastMessageAt = 0;
+
+  private link?: FramedLink;
+  private readonly pending: PendingRequests;
+  /** Handlers still running for the peer's requests (and async message handlers), by request id. */
+  private readonly running = new IdTable<HandlerContext>();
+  private runningMessages?: Set<HandlerContext>;
+  private heartbeat?: Heartbeat;
+  private outbox?: Outbox;
+  private goodbye?: IGoodbyePayload;
+  private closingByUs = false;
+  private activeHandlers = 0;
+  private idleWaiters: Array<() => void> = [];
+  private closeWaiters: Array<() => void> = [];
+  private readonly features: IConnectionFeature[] = [];
+  private readonly featureByKind: Array<IConnectionFeature | undefined> = [];
+  /** Reused for every encode on the per-message path: no wrapper object per message. */
+  private readonly scratch: IEncodedPayload = { encoding: EPayloadEncoding.None, payload: undefined };
+  /** serialization === 'json', looked up once instead of per message. */
+  private readonly json: boolean;
+
+  constructor(private readonly config: IConnectionConfig) {
+    this.json = config.serialization === 'json';
+    this.pending = new PendingRequests((entry, reason) => this.tellPeerGaveUp(entry, reason));
+  }
+
+  public get serialization(): TSerialization {
+    return this.config.serialization;
+  }
+
+  public get isConnected(): boolean {
+    return this.link?.isOpen === true;
+  }
+
+  /** Sends wait in the outbox instead of failing (set by a reconnecting client). */
+  public get isHoldingSends(): boolean {
+    return this.outbox !== undefined;
+  }
+
+  /** Requests sent and not settled plus requests received and not yet answered (cancelled ones excluded). */
+  public get requestsInFlight(): number {
+    return this.pending.size + this.activeHandlers;
+  }
+
+  /** Requests this side sent and awaits. */
+  public get pendingRequests(): number {
+    return this.pending.size;
+  }
+
+  /** Handlers running for the peer (requests not yet answered and not cancelled). */
+  public get activeHandlerCount(): number {
+    return this.activeHandlers;
+  }
+
+  public get description(): string {
+    return this.link?.describe() ?? '(not connected)';
+  }
+
+  /** Date.now() of the peer's last message or request (heartbeats do not count), or of connecting. */
+  public get lastActivity(): number {
+    return Math.max(this.connectedAt, this.lastMessageAt);
+  }
+
+  /** The link's peer information (medium, TLS certificate), while connected. */
+  public get linkPeer(): FramedLink['peer'] | undefined {
+    return this.link?.peer;
+  }
+
+  // ---- features --------------------------------------------------------------------------------
+
+  /** Attaches a feature: from now on it receives its frame kinds and the link's lifecycle. */
+  public use(feature: IConnectionFeature): void {
+    for (const kind of feature.frameKinds) {
+      if (this.featureByKind[kind] !== undefined) throw new Error(`frame kind ${kind} already has a feature`);
+      this.featureByKind[kind] = feature;
+    }
+    this.features.push(feature);
+  }
+
+  // ---- link management -------------------------------------------------------------------------
+
+  /**
+   * Takes over a link whose handshake is done (the owner then hands it over from the handshake
+   * gate). Queued outbox entries leave first, in order.
+   */
+  public attach(link: FramedLink, peerId: string): void {
+    this.link = link;
+    link.countInto(this.config.metrics);
+    this.peerId = peerId;
+    this.goodbye = undefined;
+    this.closingByUs = false;
+    this.connectedAt = Date.now();
+    this.flushOutbox();
+    if (this.config.heartbeat) {
+      this.heartbeat = new Heartbeat(
+        {
+          sendPing: () => this.sendControl(EFrameKind.Ping),
+          onHeartbeatTimeout: (silentForMs) => this.onHeartbeatTimeout(silentForMs),
+        },
+        this.config.heartbeat,
+      );
+      this.heartbeat.start();
+    }
+    for (const feature of this.features) feature.onConnect?.();
+  }
+
+  /** From now on sends wait (bounded) for the next `attach` instead of failing. */
+  public holdSends(): void {
+    this.outbox ??= new Outbox(this.config.outbox.maxMessages, this.config.outbox.maxBytes);
+  }
+
+  /** Fails whatever waits in the outbox and stops holding sends. */
+  public releaseSends(error: IpcError): void {
+    const outbox = this.outbox;
+    this.outbox = undefined;
+    if (!outbox) return;
+    for (const entry of outbox.takeAll()) {
+      if (entry.pendingId !== undefined) this.pending.take(entry.pendingId)?.reject(error);
+      else entry.reject?.(error);
+    }
+    this.pending.disarmIfIdle();
+  }
+
+  /** What the peer said when it closed the current (or last) connection, if it said anything. */
+  public get peerGoodbye(): IGoodbyePayload | undefined {
+    return this.goodbye;
+  }
+
+  /** Tells the peer why we are leaving, then closes once queued frames are out. The disconnect reason is CLOSED. */
+  public close(reason: string, code: TGoodbyeCode = 'closing'): void {
+    const link = this.link;
+    if (!link?.isOpen) return;
+    this.closingByUs = true;
+    try {
+      link.send({ kind: EFrameKind.Goodbye, encoding: EPayloadEncoding.Json, id: 0, type: '', payload: JSON.stringify({ reason, code } satisfies IGoodbyePayload) });
+    } catch {
+      // closing anyway
+    }
+    link.end();
+  }
+
+  /** Closes at once with an error (protocol fault, heartbeat timeout, replaced connection). */
+  public destroy(error: IpcError): void {
+    this.link?.destroy(error);
+  }
+
+  /** A protocol fault of the peer: dropped with the reason. */
+  public fail(error: IpcError): void {
+    this.config.metrics.errors++;
+    this.config.owner.onFrameError(error);
+    this.destroy(error);
+  }
+
+  /** Resolves once the current link is closed and everything on it settled (at once when none is attached). */
+  public whenClosed(): Promise<void> {
+    if (!this.isConnected) return RESOLVED;
+    return new Promise((resolve) => this.closeWaiters.push(resolve));
+  }
+
+  /** Resolves when no handler is running (for a graceful stop). Cancelled handlers do not count. */
+  public whenIdle(): Promise<void> {
+    if (this.activeHandlers === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  // ---- sending ---------------------------------------------------------------------------------
+
+  /** Fire-and-forget. Resolves once the frame is queued for the socket (waiting for drain when the socket is full). */
+  public sendMessage(type: string, data?: unknown, kind: EFrameKind = EFrameKind.Message): Promise<void> {
+    const out = this.scratch;
+    try {
+      encodeInto(out, data, this.json, `message "${type}"`);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const link = this.link;
+    if (link !== undefined && link.isOpen) {
+      // The per-message path: no wrapper objects, one shared resolved promise.
+      try {
+        link.sendFrame(kind, out.encoding, 0, type, undefined, out.payload, -1, out.attachments);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      this.config.metrics.messagesSent++;
+      return link.needsDrain ? link.waitForDrain() : RESOLVED;
+    }
+    return this.send(kind, type, { encoding: out.encoding, payload: out.payload, attachments: out.attachments });
+  }
+
+  /** Sends an already-encoded frame of any kind (features use it); waits in the outbox while reconnecting. */
+  public send(kind: EFrameKind, type: string, encoded: IEncodedPayload, id = 0, headers?: Record<string, unknown>): Promise<void> {
+    const link = this.link;
+    if (link?.isOpen) {
+      try {
+        link.send({ kind, encoding: encoded.encoding, id, type, headers, payload: encoded.payload, attachments: encoded.attachments });
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      if (COUNTS_AS_MESSAGE[kind]) this.config.metrics.messagesSent++;
+      return link.needsDrain ? link.waitForDrain() : RESOLVED;
+    }
+    if (this.outbox) {
+      return new Promise((resolve, reject) => {
+        try {
+          this.outbox!.push({ kind, id, type, encoded, headers, resolve, reject });
+        } catch (err) {
+          reject(err);
+        }
+      });
+    }
+    return Promise.reject(this.notConnected());
+  }
+
+  public sendNow(kind: EFrameKind, type: string, encoded: IEncodedPayload, id = 0, headers?: Record<string, unknown>): void {
+    const link = this.link;
+    if (!link?.isOpen) throw this.notConnected();
+    link.send({ kind, encoding: encoded.encoding, id, type, headers, payload: encoded.payload, attachments: encoded.attachments });
+    if (COUNTS_AS_MESSAGE[kind]) this.config.metrics.messagesSent++;
+  }
+
+  public sendPrebuiltNow(frame: Buffer): void {
+    const link = this.link;
+    if (!link?.isOpen) throw this.notConnected();
+    link.sendEncoded(frame);
+    this.config.metrics.messagesSent++;
+  }
+
+  public get queuedBytes(): number {
+    return this.link?.queuedBytes ?? 0;
+  }
+
+  public waitForDrain(): Promise<void> {
+    return this.link?.waitForDrain() ?? RESOLVED;
+  }
+
+  /**
+   * A request (or another request-like frame kind: a service call, a peer request). Its timeout is
+   * capped by the deadline of the handler it is made in, and it is cancelled with that handler
+   * (unless `propagate: false`). Giving up (abort, timeout) sends a cancel frame to the peer.
+   */
+  public request<TRes = unknown>(kind: EFrameKind, type: string, data?: unknown, options: IRequestOptions = NO_OPTIONS): Promise<TRes> {
+    if (options !== NO_OPTIONS) {
+      try {
+        checkRequestOptions(options);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      if (options.signal?.aborted) {
+        return Promise.reject(new IpcError('ABORTED', `request "${type}" was aborted before it was sent`, { cause: options.signal.reason }));
+      }
+    }
+    let timeoutMs = options.timeout ?? this.config.requestTimeoutMs;
+    let unlinkParent: (() => void) | undefined;
+    const parent = options.propagate === false ? undefined : currentHandlerContext();
+    if (parent !== undefined) {
+      if (parent.isAborted) {
+        return Promise.reject(new IpcError('ABORTED', `request "${type}" not sent: the handler it was made in was cancelled (${parent.reason!.message})`, { cause: parent.reason }));
+      }
+      const left = parent.remainingMs();
+      if (left < timeoutMs) timeoutMs = left;
+    }
+    const out = this.scratch;
+    try {
+      encodeInto(out, data, this.json, `request "${type}"`);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const link = this.link;
+    const open = link?.isOpen === true;
+    if (!open && !this.outbox) return Promise.reject(this.notConnected());
+    const id = this.pending.allocateId();
+    if (parent !== undefined) {
+      unlinkParent = parent.onAbort((reason) => {
+        this.pending.giveUp(id, new IpcError('ABORTED', `request "${type}" was cancelled with the handler it was made in: ${reason.message}`, { cause: reason }));
+      });
+    }
+    const promise = this.pending.add<TRes>(id, type, timeoutMs, options.signal, unlinkParent);
+    try {
+      if (open) {
+        const headersJson = options.headers === undefined ? undefined : JSON.stringify(options.headers);
+        link!.sendFrame(kind, out.encoding, id, type, headersJson, out.payload, timeoutMs === Infinity ? -1 : timeoutMs, out.attachments);
+        this.config.metrics.messagesSent++;
+      } else {
+        this.outbox!.push({
+          kind,
+          id,
+          type,
+          encoded: { encoding: out.encoding, payload: out.payload, attachments: out.attachments },
+          headers: options.headers,
+          pendingId: id,
+        });
+      }
+    } catch (err) {
+      this.pending.take(id);
+      return Promise.reject(err);
+    }
+    return promise;
+  }
+
+  /** The caller gave up on a request the peer may still be working on: tell it, so its handler's signal aborts. */
+  private tellPeerGaveUp(entry: IPendingRequest, reason: IpcError): void {
+    const link = this.link;
+    if (link === undefined || !link.isOpen) return;
+    try {
+      link.sendFrame(EFrameKind.Cancel, EPayloadEncoding.Json, entry.id, '', undefined, JSON.stringify({ code: reason.code, message: reason.message }));
+    } catch {
+      // the link is closing; the peer learns it from the close
+    }
+  }
+
+  private sendControl(kind: EFrameKind): void {
+    try {
+      this.link?.sendFrame(kind, EPayloadEncoding.None, 0, '', undefined, undefined);
+    } catch {
+      // the connection is closing; its close handler reports it
+    }
+  }
+
+  private flushOutbox(): void {
+    const outbox = this.outbox;
+    this.outbox = undefined;
+    if (!outbox) return;
+    for (const entry of outbox.takeAll()) {
+      let budgetMs = -1;
+      if (entry.pendingId !== undefined) {
+        const pending = this.pending.peek(entry.pendingId);
+        if (pending === undefined) continue; // timed out or aborted meanwhile
+        if (pending.deadline !== Infinity) budgetMs = Math.max(0, pending.deadline - performance.now());
+      }
+      try {
+        const { encoding, payload, attachments } = entry.encoded;
+        this.link!.send({ kind: entry.kind, encoding, id: entry.id, type: entry.type, headers: entry.headers, payload, attachments, budgetMs });
+        if (COUNTS_AS_MESSAGE[entry.kind]) this.config.metrics.messagesSent++;
+        entry.resolve?.();
+      } catch (err) {
+        if (entry.pendingId !== undefined) this.pending.take(entry.pendingId)?.reject(err as IpcError);
+        else entry.reject?.(err as IpcError);
+      }
+    }
+  }
+
+  private notConnected(): IpcError {
+    return new IpcError('NOT_CONNECTED', `not connected to ${this.peerId || this.description}`);
+  }
+
+  // ---- receiving -------------------------------------------------------------------------------
+
+  public onFrame(frame: IFrame): void {
+    this.heartbeat?.heardFromPeer();
+    const kind = frame.kind;
+    if (CARRIES_USER_DATA[kind] && !isAllowedEncoding(this.json, frame.flags)) {
+      this.fail(new IpcError('PROTOCOL_ERROR', `frame kind ${kind} from ${this.peerId || this.description} is encoded in a way the '${this.config.serialization}' serialization agreed at the handshake does not allow (flags ${frame.flags})`));
+      return;
+    }
+    switch (kind) {
+      case EFrameKind.Message:
+        this.config.metrics.messagesReceived++;
+        this.dispatch(frame, false);
+        return;
+      case EFrameKind.Request:
+        this.config.metrics.messagesReceived++;
+        this.dispatch(frame, true);
+        return;
+      case EFrameKind.Response:
+        this.config.metrics.messagesReceived++;
+        this.settleResponse(frame);
+        return;
+      case EFrameKind.ErrorResponse:
+        this.config.metrics.messagesReceived++;
+        this.settleError(frame);
+        return;
+      case EFrameKind.Cancel:
+        this.onCancel(frame);
+        return;
+      case EFrameKind.Ping:
+        this.sendControl(EFrameKind.Pong);
+        return;
+      case EFrameKind.Pong:
+        return;
+      case EFrameKind.Goodbye:
+        try {
+          const body = JSON.parse(frame.payload.toString('utf8')) as IGoodbyePayload;
+          this.goodbye = { reason: String(body.reason), ...(typeof body.code === 'string' ? { code: body.code } : {}) };
+        } catch {
+          this.goodbye = { reason: 'closed by peer' };
+        }
+        return;
+      default: {
+        if (COUNTS_AS_MESSAGE[kind]) this.config.metrics.messagesReceived++;
+        const feature = this.featureByKind[kind];
+        if (feature) feature.onFrame(frame);
+        else debug('ignoring frame kind %d from %s', kind, this.peerId);
+      }
+    }
+  }
+
+  public onFrameError(error: IpcError): void {
+    this.config.metrics.errors++;
+    this.config.owner.onFrameError(error);
+  }
+
+  public onClose(error: IpcError | undefined): void {
+    this.heartbeat?.stop();
+    this.heartbeat = undefined;
+    this.link = undefined;
+    const reason = this.closingByUs
+      ? new IpcError('CLOSED', `connection to ${this.peerId} closed by this side`)
+      : this.goodbye !== undefined
+        ? new IpcError('CONNECTION_LOST', `${this.peerId} closed the connection: ${this.goodbye.reason}`)
+        : error ?? new IpcError('CONNECTION_LOST', `connection to ${this.peerId} closed`);
+    if (reason.code === 'CONNECTION_LOST' && error && error.code !== 'CONNECTION_LOST') this.config.metrics.errors++;
+    // What was in flight is lost either way (the `disconnect` reason says whether this side closed).
+    this.pending.rejectAll((entry) => new IpcError('CONNECTION_LOST', `request "${entry.type}" lost: ${reason.message}`, { cause: reason }));
+    // The caller is gone: every handler still running for it is cancelled.
+    const callerGone = new IpcError('CONNECTION_LOST', `the caller's connection closed: ${reason.message}`, { cause: reason });
+    for (const context of this.running.takeAll()) this.cancelHandler(context, callerGone);
+    if (this.runningMessages) {
+      const messages = this.runningMessages;
+      this.runningMessages = undefined;
+      for (const context of messages) this.cancelHandler(context, callerGone);
+    }
+    for (const feature of this.features) feature.onDisconnect?.(reason);
+    this.config.owner.onDisconnect(reason);
+    const waiters = this.closeWaiters;
+    this.closeWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  private dispatch(frame: IFrame, isRequest: boolean): void {
+    const handler = this.config.handlers.get(frame.type);
+    if (handler === undefined) {
+      for (const feature of this.features) if (feature.claim?.(frame, isRequest)) return;
+      if (isRequest) {
+        this.replyError(frame.id, new IpcError('NO_HANDLER', `no handler for "${frame.type}"${this.config.noHandlerHint?.() ?? ''}`));
+      } else {
+        debug('no handler for message "%s" from %s; dropped', frame.type, this.peerId);
+      }
+      return;
+    }
+    this.serve(frame, isRequest, handler, this.contextFor(frame, isRequest));
+  }
+
+  /** The context of a received request or message; its deadline from the frame's budget, measured from the chunk's arrival. */
+  public contextFor(frame: IFrame, isRequest: boolean): HandlerContext {
+    const context = new HandlerContext(frame.type, isRequest, this.peerId);
+    if (frame.headers !== undefined) context.headers = frame.headers;
+    if (frame.budgetMs >= 0) context.deadline = (this.link?.lastReceivedAt ?? Date.now()) + frame.budgetMs;
+    return context;
+  }
+
+  /**
+   * Runs a handler for a frame: decodes the data, calls it in the context's async scope (so nested
+   * requests inherit its deadline and cancellation), and answers a request with its result.
+   */
+  public serve(frame: IFrame, isRequest: boolean, handler: (data: unknown, peerId: string, context: HandlerContext) => unknown, context: HandlerContext): void {
+    let data: unknown;
+    try {
+      data = decodePayload(this.json, frame.flags, frame.buf, frame.payloadStart, frame.payloadEnd);
+    } catch (err) {
+      this.config.metrics.errors++;
+      if (isRequest) this.replyError(frame.id, err as IpcError);
+      else this.config.owner.onError(err as IpcError);
+      return;
+    }
+    const id = isRequest ? frame.id : 0;
+    // The chunk's arrival time: no Date.now() per frame.
+    this.lastMessageAt = this.link?.lastReceivedAt ?? this.lastMessageAt;
+    this.activeHandlers++;
+    let result: unknown;
+    try {
+      result = handlerContextStorage.run(context, handler, data, this.peerId, context);
+    } catch (err) {
+      this.handlerFailed(id, context, err);
+      return;
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+      // Only handlers still running can be cancelled: a synchronous answer needs no bookkeeping.
+      if (isRequest) this.running.set(id, context);
+      else (this.runningMessages ??= new Set()).add(context);
+      (result as PromiseLike<unknown>).then(
+        (value) => this.settleHandler(id, context, true, value),
+        (err) => this.settleHandler(id, context, false, err),
+      );
+    } else {
+      this.handlerDone(id, context, result);
+    }
+  }
+
+  private settleHandler(id: number, context: HandlerContext, ok: boolean, value: unknown): void {
+    if (context.isRequest) {
+      if (this.running.get(id) === context) this.running.take(id);
+    } else {
+      this.runningMessages?.delete(context);
+    }
+    // Cancelled: it was no longer counted, and its caller wants no answer.
+    if (context.isAborted) {
+      debug('late result of "%s" for %s dropped: %s', context.type, this.peerId, context.reason!.message);
+      return;
+    }
+    if (ok) this.handlerDone(id, context, value);
+    else this.handlerFailed(id, context, value);
+  }
+
+  private handlerDone(id: number, context: HandlerContext, value: unknown): void {
+    this.handlerFinished();
+    if (!context.isRequest) return;
+    const link = this.link;
+    if (link === undefined || !link.isOpen) {
+      debug('response to "%s" for %s dropped: connection closed', context.type, this.peerId);
+      return;
+    }
+    const out = this.scratch;
+    try {
+      encodeInto(out, value, this.json, `response to "${context.type}"`);
+    } catch (err) {
+      this.config.metrics.errors++;
+      this.replyError(id, new IpcError('HANDLER_ERROR', (err as Error).message));
+      return;
+    }
+    try {
+      link.sendFrame(EFrameKind.Response, out.encoding, id, '', undefined, out.payload, -1, out.attachments);
+      this.config.metrics.messagesSent++;
+    } catch (err) {
+      const error = err as IpcError;
+      this.config.metrics.errors++;
+      this.replyError(id, new IpcError(isIpcErrorCode(error.code) ? error.code : 'HANDLER_ERROR', `response to "${context.type}": ${error.message}`));
+    }
+  }
+
+  private handlerFailed(id: number, context: HandlerContext, thrown: unknown): void {
+    this.handlerFinished();
+    this.config.metrics.errors++;
+    const remote = toRemoteError(thrown);
+    if (context.isRequest) {
+      this.replyError(id, new IpcError('HANDLER_ERROR', remote.message, { remote }));
+    } else {
+      this.config.owner.onError(new IpcError('HANDLER_ERROR', `handler for message "${context.type}" threw: ${remote.message}`, { cause: thrown, remote }));
+    }
+  }
+
+  private handlerFinished(): void {
+    this.activeHandlers--;
+    if (this.activeHandlers === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  /** The caller cancelled request `frame.id` (abort, timeout): the handler's signal aborts with that code. */
+  private onCancel(frame: IFrame): void {
+    const context = this.running.take(frame.id);
+    if (context === undefined) return; // answered already, or never ran
+    let code: TIpcErrorCode = 'ABORTED';
+    let message = 'the caller cancelled the request';
+    try {
+      const body = JSON.parse(frame.payload.toString('utf8')) as { code?: unknown; message?: unknown };
+      if (isIpcErrorCode(body.code)) code = body.code;
+      if (typeof body.message === 'string') message = body.message;
+    } catch {
+      // a cancel is a cancel
+    }
+    this.cancelHandler(context, new IpcError(code, `request "${context.type}" from ${this.peerId}: ${message}`));
+  }
+
+  private cancelHandler(context: HandlerContext, reason: IpcError): void {
+    if (context.isAborted) return;
+    context.abort(reason);
+    // It no longer counts as in flight, and a graceful stop need not wait for it.
+    this.handlerFinished();
+  }
+
+  /** Answers request `id` with an error; its code crosses the wire. */
+  public replyError(id: number, error: IpcError): void {
+    const body: IErrorResponseBody = { code: error.code, message: error.message };
+    if (error.remote) body.remote = error.remote;
+    if (error.retryAfterMs !== undefined) body.retryAfterMs = error.retryAfterMs;
+    try {
+      this.link?.send({ kind: EFrameKind.ErrorResponse, encoding: EPayloadEncoding.Json, id, type: '', payload: JSON.stringify(body) });
+      this.config.metrics.messagesSent++;
+    } catch (err) {
+      debug('could not send error response to %s: %s', this.peerId, (err as Error).message);
+    }
+  }
+
+  public decode(frame: IFrame): unknown {
+    return decodePayload(this.json, frame.flags, frame.buf, frame.payloadStart, frame.payloadEnd);
+  }
+
+  private settleResponse(frame: IFrame): void {
+    const entry = this.pending.take(frame.id);
+    if (!entry) {
+      debug('late response %d from %s ignored', frame.id, this.peerId);
+      return;
+    }
+    let value: unknown;
+    try {
+      value = this.decode(frame);
+    } catch (err) {
+      this.config.metrics.errors++;
+      entry.reject(err as IpcError);
+      return;
+    }
+    entry.resolve(value);
+  }
+
+  private settleError(frame: IFrame): void {
+    const entry = this.pending.take(frame.id);
+    if (!entry) return;
+    let body: IErrorResponseBody;
+    try {
+      body = JSON.parse(frame.payload.toString('utf8')) as IErrorResponseBody;
+    } catch {
+      body = { code: 'PROTOCOL_ERROR', message: 'unreadable error response' };
+    }
+    const code = isIpcErrorCode(body.code) ? body.code : 'HANDLER_ERROR';
+    const retryAfterMs = typeof body.retryAfterMs === 'number' ? body.retryAfterMs : undefined;
+    entry.reject(new IpcError(code, String(body.message), { ...(body.remote ? { remote: body.remote } : {}), ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) }));
+  }
+
+  private onHeartbeatTimeout(silentForMs: number): void {
+    const error = new IpcError('TIMEOUT', `heartbeat timeout: nothing heard from ${this.peerId} for ${silentForMs} ms`);
+    this.config.owner.onHeartbeatTimeout(silentForMs);
+    this.destroy(error);
+  }
+}
