@@ -8,6 +8,7 @@ export { NamedPipeTransport, toPipePath } from './framing/classes.namedpipetrans
 export { TcpTransport } from './framing/classes.tcptransport.js';
 export { createTransport } from './framing/transport.factory.js';
 export { PendingRequests, type IPendingRequest } from './channel/classes.pendingrequests.js';
+export { systemClock, type IClock, type TClockTimer } from './channel/clock.js';
 export { Heartbeat, type IHeartbeatHost, type IHeartbeatOptions } from './channel/classes.heartbeat.js';
 export { Backoff } from './channel/classes.backoff.js';
 export { Outbox } from './channel/classes.outbox.js';

@@ -1,5 +1,6 @@
 import { IpcError } from '../smartipc.errors.js';
 import { MAX_TIMER_DELAY_MS } from '../smartipc.defaults.js';
+import { systemClock, type IClock, type TClockTimer } from './clock.js';
 
 export interface IPendingRequest {
   readonly id: number;
@@ -40,10 +41,18 @@ export class PendingRequests {
   private slots: Array<IPendingRequest | undefined> = new Array(INITIAL_SLOTS).fill(undefined);
   private mask = INITIAL_SLOTS - 1;
   private count = 0;
-  private nextId = 0;
+  private nextId: number;
   private readonly queues = new Map<number, IDeadlineQueue>();
-  private timer?: NodeJS.Timeout;
+  private timer?: TClockTimer;
   private timerDeadline = Infinity;
+
+  /**
+   * @param clock time and timers (tests pass a manual clock)
+   * @param firstId the first id `allocateId` returns, 1..0xffffffff (tests start near the wrap-around)
+   */
+  constructor(private readonly clock: IClock = systemClock, firstId = 1) {
+    this.nextId = firstId - 1;
+  }
 
   public get size(): number {
     return this.count;
@@ -66,7 +75,7 @@ export class PendingRequests {
         id,
         type,
         timeoutMs: clamped,
-        deadline: performance.now() + clamped,
+        deadline: this.clock.now() + clamped,
         resolve: resolve as (value: unknown) => void,
         reject,
         settled: false,
@@ -174,14 +183,13 @@ export class PendingRequests {
   }
 
   private arm(deadline: number): void {
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timerDeadline = deadline;
-    this.timer = setTimeout(this.expire, Math.max(0, Math.ceil(deadline - performance.now())));
-    this.timer.unref();
+    this.timer = this.clock.setTimeout(this.expire, Math.max(0, Math.ceil(deadline - this.clock.now())));
   }
 
   private disarm(): void {
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timer = undefined;
     this.timerDeadline = Infinity;
   }
@@ -189,7 +197,7 @@ export class PendingRequests {
   private expire = (): void => {
     this.timer = undefined;
     this.timerDeadline = Infinity;
-    const now = performance.now();
+    const now = this.clock.now();
     let next = Infinity;
     for (const [timeoutMs, queue] of this.queues) {
       while (queue.head < queue.items.length) {
