@@ -1,6 +1,7 @@
 // Shared test fixtures: unique endpoints, server + client pairs on either transport, raw sockets
 // and small bounded waits. Every helper here cleans up after itself or returns what to clean up.
 import * as childProcess from 'node:child_process';
+import * as diagnosticsChannel from 'node:diagnostics_channel';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -267,6 +268,62 @@ export function collectFrames(socket: net.Socket): IFrame[] {
   });
   socket.on('data', (chunk: Buffer) => decoder.push(chunk));
   return frames;
+}
+
+// ---- observing real connections -------------------------------------------------------------
+
+export interface IConnectionWatch {
+  /** Connections a listener of this process accepted on the endpoint (readiness probes included). */
+  readonly accepted: number;
+  /** The errno codes (ENOENT, ECONNREFUSED...) of dials from this process to the endpoint that failed, in order. */
+  readonly failedDials: readonly string[];
+  /** Stops watching. Safe to call twice. */
+  dispose(): void;
+}
+
+type TSocketMessage = { socket: net.Socket & { server?: net.Server; errored?: (Error & { syscall?: string; address?: string; port?: number }) | null } };
+
+/**
+ * Observes real connections to an endpoint from this process through Node's built-in
+ * diagnostics channels (`net.client.socket`, `net.server.socket`): nothing is mocked and no
+ * listener is added that could change a socket's behaviour. Pass a function for an endpoint known
+ * only later (a TCP server on port 0). A failed dial is counted when its socket closes.
+ */
+export function watchConnections(target: TClientEndpoint | (() => TClientEndpoint | undefined)): IConnectionWatch {
+  const endpoint = () => (typeof target === 'function' ? target() : target);
+  const isTarget = (address: string | undefined, port: number | undefined) => {
+    const e = endpoint();
+    if (!e) return false;
+    return 'socketPath' in e ? address === e.socketPath : port === e.port;
+  };
+  let accepted = 0;
+  const failedDials: string[] = [];
+  const onServerSocket = (message: unknown) => {
+    const address = (message as TSocketMessage).socket.server?.address();
+    if (typeof address === 'string' ? isTarget(address, undefined) : address && isTarget(undefined, address.port)) accepted++;
+  };
+  const onClientSocket = (message: unknown) => {
+    const socket = (message as TSocketMessage).socket;
+    socket.once('close', () => {
+      const error = socket.errored;
+      if (error?.syscall === 'connect' && isTarget(error.address, error.port)) failedDials.push((error as NodeJS.ErrnoException).code ?? error.message);
+    });
+  };
+  diagnosticsChannel.subscribe('net.server.socket', onServerSocket);
+  diagnosticsChannel.subscribe('net.client.socket', onClientSocket);
+  let disposed = false;
+  return {
+    get accepted() {
+      return accepted;
+    },
+    failedDials,
+    dispose: () => {
+      if (disposed) return;
+      disposed = true;
+      diagnosticsChannel.unsubscribe('net.server.socket', onServerSocket);
+      diagnosticsChannel.unsubscribe('net.client.socket', onClientSocket);
+    },
+  };
 }
 
 // ---- child processes -------------------------------------------------------------------------
