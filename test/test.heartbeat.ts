@@ -237,6 +237,7 @@ test('an idle connection outlives heartbeatTimeout: pings keep it alive, also to
 
 test('heartbeatTimeout must be longer than heartbeatInterval (TypeError at construction)', () => {
   const socketPath = uniqueSocketPath('hb-options');
+  // TODO INVALID_ARGUMENT: a bare TypeError without a code today (issue 9, point 4; changed elsewhere)
   assert.throws(() => SmartIpc.createClient({ id: 'x', socketPath, heartbeatInterval: 1_000, heartbeatTimeout: 1_000 }), TypeError);
   assert.throws(() => SmartIpc.createServer({ id: 'x', socketPath, heartbeatInterval: 2_000, heartbeatTimeout: 500 }), TypeError);
   assert.doesNotThrow(() => SmartIpc.createClient({ id: 'x', socketPath, heartbeat: false, heartbeatInterval: 2_000, heartbeatTimeout: 500 }));
