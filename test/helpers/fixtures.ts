@@ -79,14 +79,16 @@ export interface IStartedServer {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Starts a server on a fresh endpoint of the given kind. */
+/** Starts a server on a fresh endpoint of the given kind; `beforeStart` may add handlers and listeners first. */
 export async function startServer(
   kind: TTransportKind,
   options: TServerOverrides = {},
   name = 'test',
+  beforeStart?: (server: IpcServer) => void,
 ): Promise<IStartedServer> {
   const id = options.id ?? uniqueId(name);
   const server = SmartIpc.createServer({ ...serverEndpoint(kind, name), ...options, id } as IIpcServerOptions);
+  beforeStart?.(server);
   await server.start();
   const endpoint = endpointOf(server);
   return {
@@ -98,6 +100,54 @@ export async function startServer(
       if ('socketPath' in endpoint) fs.rmSync(endpoint.socketPath, { force: true });
     },
   };
+}
+
+/**
+ * The handlers behavioural tests lean on: `echo` (answers its data), `whoami` (the caller's
+ * clientId), `record` (appends data.seq to `recorded` and answers it), `slow` (answers data.value
+ * after data.ms, on an unref'd timer so a handler still waiting does not keep the process alive).
+ */
+export function addTestHandlers(server: IpcServer, recorded: number[] = []): number[] {
+  server.onMessage('echo', (data) => data);
+  server.onMessage('whoami', (_data, clientId) => clientId);
+  server.onMessage('record', (data: { seq: number }) => {
+    recorded.push(data.seq);
+    return data.seq;
+  });
+  server.onMessage('slow', (data: { ms: number; value: unknown }) => new Promise((resolve) => setTimeout(() => resolve(data.value), data.ms).unref()));
+  return recorded;
+}
+
+export interface ITestServer extends IStartedServer {
+  /** Every `record` seq received, in arrival order (shared across restarts if the caller passes it again). */
+  recorded: number[];
+}
+
+export interface IStartServerAtOptions {
+  server?: TServerOverrides;
+  /** The `record` log to append to; pass the previous server's to keep one log across restarts. */
+  recorded?: number[];
+  /** Runs after the test handlers are added and before start (e.g. to catch the first clientConnect). */
+  beforeStart?: (server: IpcServer) => void;
+}
+
+/**
+ * A server with the test handlers on a given socket path and id, for tests that stop and start
+ * "the same" server while clients reconnect to it. autoCleanupSocketFile is on, so a file left by
+ * a killed predecessor is removed.
+ */
+export async function startServerAt(socketPath: string, id: string, options: IStartServerAtOptions = {}): Promise<ITestServer> {
+  const recorded = options.recorded ?? [];
+  const started = await startServer('unix', { autoCleanupSocketFile: true, ...options.server, socketPath, id }, 'at', (server) => {
+    addTestHandlers(server, recorded);
+    options.beforeStart?.(server);
+  });
+  return { ...started, recorded };
+}
+
+/** The client side of an endpoint given by path: what `makeClient` needs when no server is started yet. */
+export function unixTarget(socketPath: string, id: string): Pick<IStartedServer, 'id' | 'endpoint'> {
+  return { id, endpoint: { socketPath } };
 }
 
 /** Creates (not connects) a client for a server's endpoint; reconnect off unless asked for. */
