@@ -21,6 +21,7 @@ import {
   waitForClose,
   waitForEvent,
   waitUntil,
+  watchConnections,
   type TClientEndpoint,
 } from './helpers/fixtures.js';
 
@@ -233,14 +234,23 @@ describe('connect failures', () => {
     await client.disconnect();
   });
 
-  test('SERVER_UNAVAILABLE after connectRetry is spent', T, async () => {
+  test('SERVER_UNAVAILABLE after connectRetry is spent: exactly maxAttempts real dials, then none', T, async (t) => {
+    const socketPath = uniqueSocketPath('none');
+    const dials = watchConnections({ socketPath });
+    t.after(() => dials.dispose());
     const client = SmartIpc.createClient({
       id: uniqueId('none'),
-      socketPath: uniqueSocketPath('none'),
+      socketPath,
       clientOnly: true,
       connectRetry: { enabled: true, initialDelay: 10, maxDelay: 20, maxAttempts: 3 },
     });
-    await expectIpcError(client.connect(), 'SERVER_UNAVAILABLE', 5_000);
+    const err = await expectIpcError(client.connect(), 'SERVER_UNAVAILABLE', 5_000);
+    assert.match(err.message, /gave up after 3 attempts/);
+    assert.equal((err.cause as NodeJS.ErrnoException | undefined)?.code, 'ENOENT');
+    await waitUntil(() => dials.failedDials.length >= 3, 2_000, 'three dials seen');
+    // well past maxDelay: a fourth dial would have happened by now
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(dials.failedDials, ['ENOENT', 'ENOENT', 'ENOENT']);
     await client.disconnect();
   });
 

@@ -4,27 +4,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { IpcError, SmartIpc, type IpcServer, type IIpcClientOptions } from '../ts/index.js';
-import { uniqueId, uniqueSocketPath, waitForEvent, waitUntil, withTimeout } from './helpers/fixtures.js';
+import { IpcError, SmartIpc } from '../ts/index.js';
+import { makeClient, startServerAt, uniqueId, uniqueSocketPath, unixTarget, waitForEvent, waitUntil, withTimeout } from './helpers/fixtures.js';
 import { sleep, spawnClient, spawnServer, type IChild } from './helpers/resilience-process.js';
 
 /** Fast heartbeat so a frozen peer is found in about a second. */
 const FAST = { heartbeatInterval: 200, heartbeatTimeout: 1_000, heartbeatInitialGracePeriodMs: 0 };
 /** Generous slack for a loaded 2-core machine: detection must come within heartbeatTimeout plus this. */
 const SLACK_MS = 2_000;
-
-type TClientExtra = Partial<Omit<Extract<IIpcClientOptions, { socketPath: string }>, 'socketPath' | 'id'>>;
-
-async function startServer(socketPath: string, id: string, options: Record<string, unknown> = {}): Promise<IpcServer> {
-  const server = SmartIpc.createServer({ id, socketPath, autoCleanupSocketFile: true, ...FAST, ...options });
-  server.onMessage('echo', (data) => data);
-  await server.start();
-  return server;
-}
-
-function createClient(socketPath: string, id: string, options: TClientExtra = {}) {
-  return SmartIpc.createClient({ id, socketPath, clientOnly: true, ...FAST, ...options });
-}
 
 /** Frees a frozen child so it can be killed, then kills it. */
 async function thawAndKill(child: IChild | undefined): Promise<void> {
@@ -60,8 +47,8 @@ function keepBusy(request: () => Promise<unknown>) {
 test('a client frozen with SIGSTOP: the server emits heartbeatTimeout within heartbeatTimeout, drops it and keeps serving the others', { timeout: 40_000 }, async (t) => {
   const socketPath = uniqueSocketPath('hb-frozen-client');
   const id = uniqueId('hbclient');
-  const server = await startServer(socketPath, id);
-  const other = createClient(socketPath, id);
+  const server = (await startServerAt(socketPath, id, { server: FAST })).server;
+  const other = makeClient(unixTarget(socketPath, id), FAST);
   let frozen: IChild | undefined;
   t.after(async () => {
     await thawAndKill(frozen);
@@ -100,7 +87,7 @@ test('a client frozen with SIGSTOP: the server emits heartbeatTimeout within hea
 test('heartbeatThrowOnTimeout: true also emits error (TIMEOUT, clientId) on the server, which keeps running', { timeout: 40_000 }, async (t) => {
   const socketPath = uniqueSocketPath('hb-throw-server');
   const id = uniqueId('hbthrow');
-  const server = await startServer(socketPath, id, { heartbeatThrowOnTimeout: true });
+  const server = (await startServerAt(socketPath, id, { server: { ...FAST, heartbeatThrowOnTimeout: true } })).server;
   let frozen: IChild | undefined;
   t.after(async () => {
     await thawAndKill(frozen);
@@ -125,7 +112,7 @@ test('a server frozen with SIGSTOP: the client emits heartbeatTimeout, rejects i
   const socketPath = uniqueSocketPath('hb-frozen-server');
   const id = uniqueId('hbserver');
   const serverProcess = await spawnServer(socketPath, id, FAST);
-  const client = createClient(socketPath, id, { registerTimeoutMs: 1_000, reconnect: { initialDelay: 100, maxDelay: 500 } });
+  const client = makeClient(unixTarget(socketPath, id), { ...FAST, registerTimeoutMs: 1_000, reconnect: { initialDelay: 100, maxDelay: 500 } });
   t.after(async () => {
     await client.disconnect();
     await thawAndKill(serverProcess);
@@ -169,7 +156,7 @@ test('heartbeatThrowOnTimeout: true on the client emits error with TIMEOUT when 
   const socketPath = uniqueSocketPath('hb-throw-client');
   const id = uniqueId('hbthrowc');
   const serverProcess = await spawnServer(socketPath, id, FAST);
-  const client = createClient(socketPath, id, { heartbeatThrowOnTimeout: true, reconnect: { enabled: false } });
+  const client = makeClient(unixTarget(socketPath, id), { ...FAST, heartbeatThrowOnTimeout: true, reconnect: { enabled: false } });
   t.after(async () => {
     await client.disconnect();
     await thawAndKill(serverProcess);
@@ -189,7 +176,7 @@ test('heartbeatInitialGracePeriodMs: silence right after connecting is not a tim
   const id = uniqueId('hbgrace');
   const serverProcess = await spawnServer(socketPath, id, FAST);
   const graceMs = 1_500;
-  const client = createClient(socketPath, id, { heartbeatInterval: 100, heartbeatTimeout: 400, heartbeatInitialGracePeriodMs: graceMs, reconnect: { enabled: false } });
+  const client = makeClient(unixTarget(socketPath, id), { ...FAST, heartbeatInterval: 100, heartbeatTimeout: 400, heartbeatInitialGracePeriodMs: graceMs, reconnect: { enabled: false } });
   t.after(async () => {
     await client.disconnect();
     await thawAndKill(serverProcess);
@@ -211,9 +198,9 @@ test('heartbeatInitialGracePeriodMs: silence right after connecting is not a tim
 test('an idle connection outlives heartbeatTimeout: pings keep it alive, also towards a peer whose own heartbeat is off', { timeout: 20_000 }, async (t) => {
   const socketPath = uniqueSocketPath('hb-idle');
   const id = uniqueId('hbidle');
-  const server = await startServer(socketPath, id, { heartbeatInterval: 100, heartbeatTimeout: 600 });
-  const both = createClient(socketPath, id, { heartbeatInterval: 100, heartbeatTimeout: 600 });
-  const silent = createClient(socketPath, id, { heartbeat: false });
+  const server = (await startServerAt(socketPath, id, { server: { ...FAST, heartbeatInterval: 100, heartbeatTimeout: 600 } })).server;
+  const both = makeClient(unixTarget(socketPath, id), { ...FAST, heartbeatInterval: 100, heartbeatTimeout: 600 });
+  const silent = makeClient(unixTarget(socketPath, id), { ...FAST, heartbeat: false });
   t.after(async () => {
     await both.disconnect();
     await silent.disconnect();
@@ -237,6 +224,7 @@ test('an idle connection outlives heartbeatTimeout: pings keep it alive, also to
 
 test('heartbeatTimeout must be longer than heartbeatInterval (TypeError at construction)', () => {
   const socketPath = uniqueSocketPath('hb-options');
+  // TODO INVALID_ARGUMENT: a bare TypeError without a code today (issue 9, point 4; changed elsewhere)
   assert.throws(() => SmartIpc.createClient({ id: 'x', socketPath, heartbeatInterval: 1_000, heartbeatTimeout: 1_000 }), TypeError);
   assert.throws(() => SmartIpc.createServer({ id: 'x', socketPath, heartbeatInterval: 2_000, heartbeatTimeout: 500 }), TypeError);
   assert.doesNotThrow(() => SmartIpc.createClient({ id: 'x', socketPath, heartbeat: false, heartbeatInterval: 2_000, heartbeatTimeout: 500 }));

@@ -20,6 +20,7 @@ import {
   uniqueSocketPath,
   waitForClose,
   waitForEvent,
+  watchConnections,
   withTimeout,
   type TClientEndpoint,
 } from './helpers/fixtures.js';
@@ -251,15 +252,25 @@ describe('lifecycle of the socket file', () => {
     assert.equal(fs.existsSync(socketPath), false);
   });
 
-  test('readyWhen listening resolves once bound', T, async (t) => {
-    const socketPath = uniqueSocketPath('listening');
-    const server = SmartIpc.createServer({ id: uniqueId('listening'), socketPath });
-    t.after(() => server.stop({ graceMs: 0 }));
-    await server.start({ readyWhen: 'listening' });
-    assert.ok(fs.existsSync(socketPath));
-    const client = makeClient({ id: server.options.id, endpoint: { socketPath } });
-    t.after(() => client.disconnect());
-    await client.connect();
+  test('readyWhen listening resolves once bound and makes no readiness probe; accepting (the default) makes exactly one', T, async (t) => {
+    const cases: Array<[readyWhen: 'listening' | 'accepting' | undefined, probes: number]> = [['listening', 0], ['accepting', 1], [undefined, 1]];
+    for (const [readyWhen, probes] of cases) {
+      const socketPath = uniqueSocketPath('listening');
+      const connections = watchConnections({ socketPath });
+      t.after(() => connections.dispose());
+      const server = SmartIpc.createServer({ id: uniqueId('listening'), socketPath });
+      t.after(() => server.stop({ graceMs: 0 }));
+      await server.start(readyWhen ? { readyWhen } : {});
+      assert.ok(fs.existsSync(socketPath));
+      assert.equal(server.getIsReady(), true);
+      // A fence: connections are accepted in order, so once this client is registered any probe
+      // made by start() has been accepted (and counted) before it.
+      const client = makeClient({ id: server.options.id, endpoint: { socketPath } });
+      t.after(() => client.disconnect());
+      await client.connect();
+      assert.equal(connections.accepted - 1, probes, `readyWhen ${String(readyWhen)}: ${connections.accepted - 1} probe connection(s), expected ${probes}`);
+      await client.disconnect();
+    }
   });
 });
 

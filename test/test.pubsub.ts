@@ -227,6 +227,7 @@ describe('pub/sub semantics', () => {
   });
 
   test('invalid topics are TypeErrors at the caller; subscribing needs a connection', T, async (t) => {
+    // TODO INVALID_ARGUMENT: a bare TypeError without a code today (issue 9, point 4; changed elsewhere)
     const pair = await createPair('unix', { name: 'invalid' });
     t.after(() => pair.close());
     const client = pair.client;
@@ -295,6 +296,7 @@ describe('pub/sub semantics', () => {
   test('U+0000 is refused in topics and patterns (it separates topic and publisher on the wire)', T, async (t) => {
     const pair = await createPair('unix', { name: 'nul' });
     t.after(() => pair.close());
+    // TODO INVALID_ARGUMENT: a bare TypeError without a code today (issue 9, point 4; changed elsewhere)
     await assert.rejects(pair.client.publish('a\u0000b', 1), TypeError);
     await assert.rejects(pair.client.subscribe('a.\u0000', () => undefined), TypeError);
     await assert.rejects(pair.server.publish('a\u0000b', 1), TypeError);
@@ -525,6 +527,7 @@ describe('async iterator and Observable', () => {
     for (let i = 0; i < 5; i++) got.push((await iterator.next()).value!.data);
     assert.deepEqual(got, [15, 16, 17, 18, 19]);
     await iterator.return!();
+    // TODO INVALID_ARGUMENT: a bare TypeError without a code today (issue 9, point 4; changed elsewhere)
     assert.throws(() => subscriber.subscribeIterator('tick', { maxBuffered: 0 }), TypeError);
   });
 

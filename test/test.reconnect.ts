@@ -5,36 +5,20 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { IpcError, SmartIpc, type IpcClient, type IpcServer, type IIpcClientOptions } from '../ts/index.js';
-import { expectIpcError, uniqueId, uniqueSocketPath, waitForEvent, waitUntil, withTimeout } from './helpers/fixtures.js';
+import { IpcError } from '../ts/index.js';
+import {
+  expectIpcError,
+  makeClient,
+  startServerAt,
+  uniqueId,
+  uniqueSocketPath,
+  unixTarget,
+  waitForEvent,
+  waitUntil,
+  withTimeout,
+  type ITestServer,
+} from './helpers/fixtures.js';
 import { sleep, spawnServer } from './helpers/resilience-process.js';
-
-type TClientExtra = Partial<Omit<Extract<IIpcClientOptions, { socketPath: string }>, 'socketPath' | 'id'>>;
-
-function createClient(socketPath: string, id: string, options: TClientExtra = {}): IpcClient {
-  return SmartIpc.createClient({ id, socketPath, clientOnly: true, ...options });
-}
-
-interface IInProcessServer {
-  server: IpcServer;
-  /** Every `record` seq received, in arrival order. */
-  recorded: number[];
-}
-
-/** A server in this process with echo / record / slow handlers. */
-async function startServer(socketPath: string, id: string, recorded: number[] = []): Promise<IInProcessServer> {
-  const server = SmartIpc.createServer({ id, socketPath, autoCleanupSocketFile: true });
-  server.onMessage('echo', (data) => data);
-  server.onMessage('whoami', (_data, clientId) => clientId);
-  server.onMessage('record', (data: { seq: number }) => {
-    recorded.push(data.seq);
-    return data.seq;
-  });
-  // unref'd: a handler still waiting must not keep the test process alive
-  server.onMessage('slow', (data: { ms: number; value: unknown }) => new Promise((resolve) => setTimeout(() => resolve(data.value), data.ms).unref()));
-  await server.start();
-  return { server, recorded };
-}
 
 /** Tracks whether a promise has settled, without unhandled rejections. */
 function track<T>(promise: Promise<T>) {
@@ -65,7 +49,7 @@ test('SIGKILL of the server: 100 pending requests reject with CONNECTION_LOST at
   const socketPath = uniqueSocketPath('reconnect-kill');
   const id = uniqueId('kill');
   let serverProcess = await spawnServer(socketPath, id);
-  const client = createClient(socketPath, id, { reconnect: { initialDelay: 50, maxDelay: 400 } });
+  const client = makeClient(unixTarget(socketPath, id), { reconnect: { initialDelay: 50, maxDelay: 400 } });
   t.after(cleanup(socketPath, () => client.disconnect(), () => serverProcess.kill()));
   const errors: IpcError[] = [];
   client.on('error', (error) => errors.push(error));
@@ -122,7 +106,7 @@ test('a server process restarted again and again: the client re-registers with t
   const socketPath = uniqueSocketPath('reconnect-restarts');
   const id = uniqueId('restarts');
   const serverProcess = await spawnServer(socketPath, id);
-  const client = createClient(socketPath, id, { clientId: 'steady-client', reconnect: { initialDelay: 20, maxDelay: 200 } });
+  const client = makeClient(unixTarget(socketPath, id), { clientId: 'steady-client', reconnect: { initialDelay: 20, maxDelay: 200 } });
   t.after(cleanup(socketPath, () => client.disconnect(), () => serverProcess.kill()));
   await client.connect();
   let connects = 0;
@@ -143,13 +127,13 @@ test('a server process restarted again and again: the client re-registers with t
 test('connectRetry: a server that starts 500 ms after the client is reached', { timeout: 20_000 }, async (t) => {
   const socketPath = uniqueSocketPath('retry-late');
   const id = uniqueId('late');
-  let started: IInProcessServer | undefined;
-  const client = createClient(socketPath, id, { connectRetry: { enabled: true, initialDelay: 50, maxDelay: 200, maxAttempts: 1_000, totalTimeout: 10_000 } });
+  let started: ITestServer | undefined;
+  const client = makeClient(unixTarget(socketPath, id), { connectRetry: { enabled: true, initialDelay: 50, maxDelay: 200, maxAttempts: 1_000, totalTimeout: 10_000 } });
   t.after(cleanup(socketPath, () => client.disconnect(), () => started?.server.stop({ graceMs: 0 })));
   const connecting = track(client.connect());
   await sleep(500);
   assert.equal(connecting.state.settled, false, 'connect settled before the server existed');
-  started = await startServer(socketPath, id);
+  started = await startServerAt(socketPath, id);
   await withTimeout(connecting.done, 5_000, 'connect after the server started');
   assert.equal(connecting.state.error, undefined, `connect failed: ${String(connecting.state.error)}`);
   assert.equal(await client.request('echo', 1), 1);
@@ -157,7 +141,7 @@ test('connectRetry: a server that starts 500 ms after the client is reached', { 
 
 test('without connectRetry (clientOnly) a missing server fails fast with SERVER_UNAVAILABLE naming the path', { timeout: 10_000 }, async () => {
   const socketPath = uniqueSocketPath('retry-off');
-  const client = createClient(socketPath, uniqueId('off'));
+  const client = makeClient(unixTarget(socketPath, uniqueId('off')));
   const startedAt = performance.now();
   const error = await expectIpcError(client.connect(), 'SERVER_UNAVAILABLE', 5_000);
   assert.ok(performance.now() - startedAt < 2_000, 'a single attempt should fail at once');
@@ -175,15 +159,15 @@ test('connectRetry.maxAttempts bounds the number of dials', { timeout: 15_000 },
   });
   await new Promise<void>((resolve) => rude.listen(socketPath, resolve));
   t.after(cleanup(socketPath, () => new Promise<void>((resolve) => rude.close(() => resolve()))));
-  const client = createClient(socketPath, uniqueId('attempts'), { connectRetry: { enabled: true, initialDelay: 10, maxDelay: 20, maxAttempts: 3 } });
-  const error = await withTimeout(client.connect().then(() => undefined, (err: unknown) => err), 10_000, 'connect');
-  assert.ok(error instanceof IpcError, `expected an IpcError, got ${String(error)}`);
+  const client = makeClient(unixTarget(socketPath, uniqueId('attempts')), { connectRetry: { enabled: true, initialDelay: 10, maxDelay: 20, maxAttempts: 3 } });
+  // The dial succeeds and the handshake is cut off: the last attempt's CONNECTION_LOST is what connect rejects with.
+  await expectIpcError(client.connect(), 'CONNECTION_LOST', 10_000);
   assert.equal(dials, 3);
 });
 
 test('connectRetry.totalTimeout bounds the time spent retrying', { timeout: 15_000 }, async () => {
   const socketPath = uniqueSocketPath('retry-total');
-  const client = createClient(socketPath, uniqueId('total'), { connectRetry: { enabled: true, initialDelay: 100, maxDelay: 100, maxAttempts: 10_000, totalTimeout: 600 } });
+  const client = makeClient(unixTarget(socketPath, uniqueId('total')), { connectRetry: { enabled: true, initialDelay: 100, maxDelay: 100, maxAttempts: 10_000, totalTimeout: 600 } });
   const startedAt = performance.now();
   const error = await expectIpcError(client.connect(), 'SERVER_UNAVAILABLE', 8_000);
   const elapsedMs = performance.now() - startedAt;
@@ -195,11 +179,11 @@ test('connectRetry.totalTimeout bounds the time spent retrying', { timeout: 15_0
 test('connect({ waitForReady }) waits for a late server; waitTimeout bounds the wait', { timeout: 20_000 }, async (t) => {
   const socketPath = uniqueSocketPath('wait-ready');
   const id = uniqueId('wait');
-  let started: IInProcessServer | undefined;
-  const client = createClient(socketPath, id); // connectRetry stays disabled
+  let started: ITestServer | undefined;
+  const client = makeClient(unixTarget(socketPath, id)); // connectRetry stays disabled
   t.after(cleanup(socketPath, () => client.disconnect(), () => started?.server.stop({ graceMs: 0 })));
 
-  const lonely = createClient(uniqueSocketPath('wait-none'), id);
+  const lonely = makeClient(unixTarget(uniqueSocketPath('wait-none'), id));
   const startedAt = performance.now();
   await expectIpcError(lonely.connect({ waitForReady: true, waitTimeout: 500 }), 'SERVER_UNAVAILABLE', 8_000);
   const elapsedMs = performance.now() - startedAt;
@@ -208,7 +192,7 @@ test('connect({ waitForReady }) waits for a late server; waitTimeout bounds the 
   const connecting = track(client.connect({ waitForReady: true, waitTimeout: 10_000 }));
   await sleep(400);
   assert.equal(connecting.state.settled, false);
-  started = await startServer(socketPath, id);
+  started = await startServerAt(socketPath, id);
   await withTimeout(connecting.done, 5_000, 'connect({ waitForReady })');
   assert.equal(connecting.state.error, undefined, `connect failed: ${String(connecting.state.error)}`);
   assert.equal(client.getIsConnected(), true);
@@ -217,13 +201,13 @@ test('connect({ waitForReady }) waits for a late server; waitTimeout bounds the 
 test('waitTimeout: a server that appears before the deadline is reached even when the next backoff step would overshoot it', { timeout: 20_000 }, async (t) => {
   const socketPath = uniqueSocketPath('wait-deadline');
   const id = uniqueId('deadline');
-  let started: IInProcessServer | undefined;
+  let started: ITestServer | undefined;
   // Attempts at 0 and 800..1200 ms; the next one (1600 ms or later) would overshoot the 1500 ms budget.
-  const client = createClient(socketPath, id, { connectRetry: { initialDelay: 1_000, maxDelay: 1_000 } });
+  const client = makeClient(unixTarget(socketPath, id), { connectRetry: { initialDelay: 1_000, maxDelay: 1_000 } });
   t.after(cleanup(socketPath, () => client.disconnect(), () => started?.server.stop({ graceMs: 0 })));
   const connecting = track(client.connect({ waitForReady: true, waitTimeout: 1_500 }));
   await sleep(1_250);
-  started = await startServer(socketPath, id);
+  started = await startServerAt(socketPath, id);
   await withTimeout(connecting.done, 5_000, 'connect({ waitForReady })');
   assert.equal(connecting.state.error, undefined, `the server was up about 250 ms before the deadline, yet connect failed: ${String(connecting.state.error)}`);
 });
@@ -233,8 +217,8 @@ test('waitTimeout: a server that appears before the deadline is reached even whe
 test('reconnect: exponential backoff with jitter, reconnecting(attempt, delay) per attempt, connect again when back', { timeout: 20_000 }, async (t) => {
   const socketPath = uniqueSocketPath('backoff');
   const id = uniqueId('backoff');
-  let started = await startServer(socketPath, id);
-  const client = createClient(socketPath, id, { reconnect: { initialDelay: 40, maxDelay: 160 } });
+  let started = await startServerAt(socketPath, id);
+  const client = makeClient(unixTarget(socketPath, id), { reconnect: { initialDelay: 40, maxDelay: 160 } });
   t.after(cleanup(socketPath, () => client.disconnect(), () => started.server.stop({ graceMs: 0 })));
   await client.connect();
   const seen: Array<[number, number]> = [];
@@ -247,7 +231,7 @@ test('reconnect: exponential backoff with jitter, reconnecting(attempt, delay) p
     assert.ok(delayMs >= bases[i] * 0.8 - 1 && delayMs <= Math.min(160, bases[i] * 1.2) + 1, `attempt ${attempt}: delay ${delayMs} ms outside ${bases[i]} ms +-20% (max 160)`);
   });
   const reconnected = waitForEvent(client, 'connect', 5_000);
-  started = await startServer(socketPath, id);
+  started = await startServerAt(socketPath, id);
   await reconnected;
   assert.equal(await client.request('echo', 'back'), 'back');
 });
@@ -255,16 +239,13 @@ test('reconnect: exponential backoff with jitter, reconnecting(attempt, delay) p
 test('a replaced connection keeps one registration per clientId on the server', { timeout: 20_000 }, async (t) => {
   const socketPath = uniqueSocketPath('same-id');
   const id = uniqueId('same');
-  let started = await startServer(socketPath, id);
-  const client = createClient(socketPath, id, { clientId: 'same-id-client', reconnect: { initialDelay: 20, maxDelay: 100 } });
+  let started = await startServerAt(socketPath, id);
+  const client = makeClient(unixTarget(socketPath, id), { clientId: 'same-id-client', reconnect: { initialDelay: 20, maxDelay: 100 } });
   t.after(cleanup(socketPath, () => client.disconnect(), () => started.server.stop({ graceMs: 0 })));
   await client.connect();
   await started.server.stop({ graceMs: 0 });
-  const recorded: number[] = [];
-  started = { server: SmartIpc.createServer({ id, socketPath, autoCleanupSocketFile: true }), recorded };
-  started.server.onMessage('whoami', (_data, clientId) => clientId);
-  const registered = waitForEvent<[string]>(started.server, 'clientConnect', 10_000);
-  await started.server.start();
+  let registered!: Promise<[string]>;
+  started = await startServerAt(socketPath, id, { beforeStart: (server) => (registered = waitForEvent<[string]>(server, 'clientConnect', 10_000)) });
   const [clientId] = await registered;
   assert.equal(clientId, 'same-id-client');
   assert.deepEqual(started.server.getClientIds(), ['same-id-client']);
@@ -276,8 +257,8 @@ test('outbox: by default 1000 messages wait during a reconnect and go out in ord
   const socketPath = uniqueSocketPath('outbox-default');
   const id = uniqueId('outbox');
   const recorded: number[] = [];
-  let started = await startServer(socketPath, id, recorded);
-  const client = createClient(socketPath, id, { reconnect: { initialDelay: 20, maxDelay: 100 } });
+  let started = await startServerAt(socketPath, id, { recorded });
+  const client = makeClient(unixTarget(socketPath, id), { reconnect: { initialDelay: 20, maxDelay: 100 } });
   t.after(cleanup(socketPath, () => client.disconnect(), () => started.server.stop({ graceMs: 0 })));
   assert.deepEqual(client.options.outbox, { maxMessages: 1000, maxBytes: 16 * 1024 * 1024 });
   await client.connect();
@@ -291,7 +272,7 @@ test('outbox: by default 1000 messages wait during a reconnect and go out in ord
   await sleep(50);
   assert.ok(held.every((h) => !h.state.settled), 'held messages settled while disconnected');
 
-  started = await startServer(socketPath, id, recorded);
+  started = await startServerAt(socketPath, id, { recorded });
   await withTimeout(Promise.all(held.map((h) => h.done)), 10_000, 'outbox flush');
   for (const h of held) assert.equal(h.state.error, undefined);
   // A request behind the flushed messages is answered after all of them arrived.
@@ -303,8 +284,8 @@ test('outbox: the byte bound rejects what does not fit with NOT_CONNECTED; what 
   const socketPath = uniqueSocketPath('outbox-bytes');
   const id = uniqueId('bytes');
   const recorded: number[] = [];
-  let started = await startServer(socketPath, id, recorded);
-  const client = createClient(socketPath, id, { outbox: { maxBytes: 4_096 }, reconnect: { initialDelay: 20, maxDelay: 100 } });
+  let started = await startServerAt(socketPath, id, { recorded });
+  const client = makeClient(unixTarget(socketPath, id), { outbox: { maxBytes: 4_096 }, reconnect: { initialDelay: 20, maxDelay: 100 } });
   t.after(cleanup(socketPath, () => client.disconnect(), () => started.server.stop({ graceMs: 0 })));
   await client.connect();
   const disconnected = waitForEvent(client, 'disconnect', 5_000);
@@ -313,7 +294,7 @@ test('outbox: the byte bound rejects what does not fit with NOT_CONNECTED; what 
   const small = track(client.sendMessage('record', { seq: 1 }));
   await expectIpcError(client.sendMessage('record', { seq: 2, pad: 'x'.repeat(8_192) }), 'NOT_CONNECTED', 1_000);
   const alsoSmall = track(client.sendMessage('record', { seq: 3 }));
-  started = await startServer(socketPath, id, recorded);
+  started = await startServerAt(socketPath, id, { recorded });
   await withTimeout(Promise.all([small.done, alsoSmall.done]), 10_000, 'outbox flush');
   assert.equal(await client.request('echo', 'fence'), 'fence');
   assert.deepEqual(recorded, [1, 3]);
@@ -323,8 +304,8 @@ test('a request waiting in the outbox still honours its timeout, and is not sent
   const socketPath = uniqueSocketPath('outbox-timeout');
   const id = uniqueId('otimeout');
   const recorded: number[] = [];
-  let started = await startServer(socketPath, id, recorded);
-  const client = createClient(socketPath, id, { reconnect: { initialDelay: 20, maxDelay: 100 } });
+  let started = await startServerAt(socketPath, id, { recorded });
+  const client = makeClient(unixTarget(socketPath, id), { reconnect: { initialDelay: 20, maxDelay: 100 } });
   t.after(cleanup(socketPath, () => client.disconnect(), () => started.server.stop({ graceMs: 0 })));
   await client.connect();
   const disconnected = waitForEvent(client, 'disconnect', 5_000);
@@ -332,7 +313,7 @@ test('a request waiting in the outbox still honours its timeout, and is not sent
   await disconnected;
   await expectIpcError(client.request('record', { seq: 1 }, { timeout: 200 }), 'TIMEOUT', 5_000);
   const kept = client.request('record', { seq: 2 });
-  started = await startServer(socketPath, id, recorded);
+  started = await startServerAt(socketPath, id, { recorded });
   assert.equal(await withTimeout(kept, 10_000, 'request after reconnect'), 2);
   assert.deepEqual(recorded, [2]);
 });
@@ -340,8 +321,8 @@ test('a request waiting in the outbox still honours its timeout, and is not sent
 test('reconnect gives up after maxAttempts: queued sends reject with NOT_CONNECTED and error is emitted', { timeout: 20_000 }, async (t) => {
   const socketPath = uniqueSocketPath('give-up');
   const id = uniqueId('giveup');
-  const started = await startServer(socketPath, id);
-  const client = createClient(socketPath, id, { reconnect: { initialDelay: 200, maxDelay: 200, maxAttempts: 2 } });
+  const started = await startServerAt(socketPath, id);
+  const client = makeClient(unixTarget(socketPath, id), { reconnect: { initialDelay: 200, maxDelay: 200, maxAttempts: 2 } });
   t.after(cleanup(socketPath, () => client.disconnect(), () => started.server.stop({ graceMs: 0 })));
   await client.connect();
   const attempts: number[] = [];
@@ -365,8 +346,8 @@ test('reconnect gives up after maxAttempts: queued sends reject with NOT_CONNECT
 test('disconnect() while reconnecting rejects what waits with NOT_CONNECTED and stops reconnecting', { timeout: 20_000 }, async (t) => {
   const socketPath = uniqueSocketPath('disconnect-reconnecting');
   const id = uniqueId('dr');
-  const started = await startServer(socketPath, id);
-  const client = createClient(socketPath, id, { reconnect: { initialDelay: 50, maxDelay: 50 } });
+  const started = await startServerAt(socketPath, id);
+  const client = makeClient(unixTarget(socketPath, id), { reconnect: { initialDelay: 50, maxDelay: 50 } });
   t.after(cleanup(socketPath, () => client.disconnect(), () => started.server.stop({ graceMs: 0 })));
   await client.connect();
   let attempts = 0;
@@ -388,8 +369,8 @@ test('disconnect() while reconnecting rejects what waits with NOT_CONNECTED and 
 test('graceful stop: in-flight handlers finish, new connections are refused, clients see a clean close', { timeout: 20_000 }, async (t) => {
   const socketPath = uniqueSocketPath('graceful');
   const id = uniqueId('graceful');
-  const started = await startServer(socketPath, id);
-  const client = createClient(socketPath, id, { reconnect: { enabled: false } });
+  const started = await startServerAt(socketPath, id);
+  const client = makeClient(unixTarget(socketPath, id), { reconnect: { enabled: false } });
   t.after(cleanup(socketPath, () => client.disconnect(), () => started.server.stop({ graceMs: 0 })));
   const errors: IpcError[] = [];
   client.on('error', (error) => errors.push(error));
@@ -400,7 +381,7 @@ test('graceful stop: in-flight handlers finish, new connections are refused, cli
   const stopping = started.server.stop({ graceMs: 5_000 });
   assert.equal(started.server.getIsReady(), false);
   // No new connections while stopping.
-  const late = createClient(socketPath, id);
+  const late = makeClient(unixTarget(socketPath, id));
   await expectIpcError(late.connect(), 'SERVER_UNAVAILABLE', 5_000);
   assert.equal(await withTimeout(slow, 5_000, 'in-flight request'), 'finished');
   await withTimeout(stopping, 5_000, 'stop');
@@ -414,8 +395,8 @@ test('graceful stop: in-flight handlers finish, new connections are refused, cli
 test('graceful stop is bounded: a handler slower than graceMs loses its request with CONNECTION_LOST', { timeout: 20_000 }, async (t) => {
   const socketPath = uniqueSocketPath('graceful-bound');
   const id = uniqueId('gbound');
-  const started = await startServer(socketPath, id);
-  const client = createClient(socketPath, id, { reconnect: { enabled: false } });
+  const started = await startServerAt(socketPath, id);
+  const client = makeClient(unixTarget(socketPath, id), { reconnect: { enabled: false } });
   t.after(cleanup(socketPath, () => client.disconnect(), () => started.server.stop({ graceMs: 0 })));
   await client.connect();
   const slow = track(client.request('slow', { ms: 10_000, value: 'too late' }));

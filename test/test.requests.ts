@@ -230,8 +230,10 @@ for (const kind of TRANSPORTS) {
       const [lostId, reason] = await serverLost;
       assert.equal(lostId, client.getClientId());
       assert.ok(reason instanceof IpcError);
+      assert.equal(reason.code, 'CONNECTION_LOST');
       const [clientReason] = await clientLost;
       assert.ok(clientReason instanceof IpcError);
+      assert.equal(clientReason.code, 'CONNECTION_LOST');
       assert.equal(client.getIsConnected(), false);
 
       // Seen from the client, a server that stops is a disconnect with CONNECTION_LOST.
@@ -376,6 +378,7 @@ for (const kind of TRANSPORTS) {
       assert.ok(performance.now() - started < 10_000, 'well before the 30 s timeout');
       const [reason] = await lost;
       assert.ok(reason instanceof IpcError);
+      assert.equal(reason.code, 'CONNECTION_LOST');
     });
 
     test('NOT_CONNECTED before connect and after a disconnect with reconnect disabled', T, async (t) => {

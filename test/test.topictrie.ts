@@ -52,6 +52,7 @@ describe('topic rules', () => {
   test('invalid patterns are described and refused with a TypeError', () => {
     for (const bad of ['', 'a..b', '.a', 'a.', 'a.>.b', '>.a', 'us*r', 'a.b>', 'a.**', '>>']) {
       assert.ok(describeInvalidPattern(bad) !== undefined, `"${bad}" should be invalid`);
+      // TODO INVALID_ARGUMENT: a bare TypeError without a code today (issue 9, point 4; changed elsewhere)
       assert.throws(() => new TopicTrie<number>().add(bad, 1), TypeError);
     }
     for (const good of ['a', 'a.b', '*', '>', 'a.*', 'a.>', '*.*.>', 'a-b_c.d:e', 'ü.日本']) {

@@ -11,6 +11,7 @@ export { IpcConnection, type IConnectionConfig, type IConnectionOwner } from './
 export { PendingRequests, type IPendingRequest } from './channel/rpc/classes.pendingrequests.js';
 export { HandlerContext, currentHandlerContext } from './channel/rpc/classes.handlercontext.js';
 export { IdTable } from './channel/rpc/classes.idtable.js';
+export { systemClock, type IClock, type TClockTimer } from './channel/clock.js';
 export { Heartbeat, type IHeartbeatHost, type IHeartbeatOptions } from './channel/classes.heartbeat.js';
 export { Backoff } from './channel/classes.backoff.js';
 export { Outbox } from './channel/classes.outbox.js';

@@ -1,6 +1,7 @@
 // Shared test fixtures: unique endpoints, server + client pairs on either transport, raw sockets
 // and small bounded waits. Every helper here cleans up after itself or returns what to clean up.
 import * as childProcess from 'node:child_process';
+import * as diagnosticsChannel from 'node:diagnostics_channel';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -78,14 +79,16 @@ export interface IStartedServer {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Starts a server on a fresh endpoint of the given kind. */
+/** Starts a server on a fresh endpoint of the given kind; `beforeStart` may add handlers and listeners first. */
 export async function startServer(
   kind: TTransportKind,
   options: TServerOverrides = {},
   name = 'test',
+  beforeStart?: (server: IpcServer) => void,
 ): Promise<IStartedServer> {
   const id = options.id ?? uniqueId(name);
   const server = SmartIpc.createServer({ ...serverEndpoint(kind, name), ...options, id } as IIpcServerOptions);
+  beforeStart?.(server);
   await server.start();
   const endpoint = endpointOf(server);
   return {
@@ -97,6 +100,54 @@ export async function startServer(
       if ('socketPath' in endpoint) fs.rmSync(endpoint.socketPath, { force: true });
     },
   };
+}
+
+/**
+ * The handlers behavioural tests lean on: `echo` (answers its data), `whoami` (the caller's
+ * clientId), `record` (appends data.seq to `recorded` and answers it), `slow` (answers data.value
+ * after data.ms, on an unref'd timer so a handler still waiting does not keep the process alive).
+ */
+export function addTestHandlers(server: IpcServer, recorded: number[] = []): number[] {
+  server.onMessage('echo', (data) => data);
+  server.onMessage('whoami', (_data, clientId) => clientId);
+  server.onMessage('record', (data: { seq: number }) => {
+    recorded.push(data.seq);
+    return data.seq;
+  });
+  server.onMessage('slow', (data: { ms: number; value: unknown }) => new Promise((resolve) => setTimeout(() => resolve(data.value), data.ms).unref()));
+  return recorded;
+}
+
+export interface ITestServer extends IStartedServer {
+  /** Every `record` seq received, in arrival order (shared across restarts if the caller passes it again). */
+  recorded: number[];
+}
+
+export interface IStartServerAtOptions {
+  server?: TServerOverrides;
+  /** The `record` log to append to; pass the previous server's to keep one log across restarts. */
+  recorded?: number[];
+  /** Runs after the test handlers are added and before start (e.g. to catch the first clientConnect). */
+  beforeStart?: (server: IpcServer) => void;
+}
+
+/**
+ * A server with the test handlers on a given socket path and id, for tests that stop and start
+ * "the same" server while clients reconnect to it. autoCleanupSocketFile is on, so a file left by
+ * a killed predecessor is removed.
+ */
+export async function startServerAt(socketPath: string, id: string, options: IStartServerAtOptions = {}): Promise<ITestServer> {
+  const recorded = options.recorded ?? [];
+  const started = await startServer('unix', { autoCleanupSocketFile: true, ...options.server, socketPath, id }, 'at', (server) => {
+    addTestHandlers(server, recorded);
+    options.beforeStart?.(server);
+  });
+  return { ...started, recorded };
+}
+
+/** The client side of an endpoint given by path: what `makeClient` needs when no server is started yet. */
+export function unixTarget(socketPath: string, id: string): Pick<IStartedServer, 'id' | 'endpoint'> {
+  return { id, endpoint: { socketPath } };
 }
 
 /** Creates (not connects) a client for a server's endpoint; reconnect off unless asked for. */
@@ -267,6 +318,62 @@ export function collectFrames(socket: net.Socket): IFrame[] {
   });
   socket.on('data', (chunk: Buffer) => decoder.push(chunk));
   return frames;
+}
+
+// ---- observing real connections -------------------------------------------------------------
+
+export interface IConnectionWatch {
+  /** Connections a listener of this process accepted on the endpoint (readiness probes included). */
+  readonly accepted: number;
+  /** The errno codes (ENOENT, ECONNREFUSED...) of dials from this process to the endpoint that failed, in order. */
+  readonly failedDials: readonly string[];
+  /** Stops watching. Safe to call twice. */
+  dispose(): void;
+}
+
+type TSocketMessage = { socket: net.Socket & { server?: net.Server; errored?: (Error & { syscall?: string; address?: string; port?: number }) | null } };
+
+/**
+ * Observes real connections to an endpoint from this process through Node's built-in
+ * diagnostics channels (`net.client.socket`, `net.server.socket`): nothing is mocked and no
+ * listener is added that could change a socket's behaviour. Pass a function for an endpoint known
+ * only later (a TCP server on port 0). A failed dial is counted when its socket closes.
+ */
+export function watchConnections(target: TClientEndpoint | (() => TClientEndpoint | undefined)): IConnectionWatch {
+  const endpoint = () => (typeof target === 'function' ? target() : target);
+  const isTarget = (address: string | undefined, port: number | undefined) => {
+    const e = endpoint();
+    if (!e) return false;
+    return 'socketPath' in e ? address === e.socketPath : port === e.port;
+  };
+  let accepted = 0;
+  const failedDials: string[] = [];
+  const onServerSocket = (message: unknown) => {
+    const address = (message as TSocketMessage).socket.server?.address();
+    if (typeof address === 'string' ? isTarget(address, undefined) : address && isTarget(undefined, address.port)) accepted++;
+  };
+  const onClientSocket = (message: unknown) => {
+    const socket = (message as TSocketMessage).socket;
+    socket.once('close', () => {
+      const error = socket.errored;
+      if (error?.syscall === 'connect' && isTarget(error.address, error.port)) failedDials.push((error as NodeJS.ErrnoException).code ?? error.message);
+    });
+  };
+  diagnosticsChannel.subscribe('net.server.socket', onServerSocket);
+  diagnosticsChannel.subscribe('net.client.socket', onClientSocket);
+  let disposed = false;
+  return {
+    get accepted() {
+      return accepted;
+    },
+    failedDials,
+    dispose: () => {
+      if (disposed) return;
+      disposed = true;
+      diagnosticsChannel.unsubscribe('net.server.socket', onServerSocket);
+      diagnosticsChannel.unsubscribe('net.client.socket', onClientSocket);
+    },
+  };
 }
 
 // ---- child processes -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import type { IIpcMetrics, TMessageHandler } from '../interfaces/events.js';
 import type { IConnectionFeature, IConnectionHost } from '../interfaces/hosts.js';
 import type { FramedLink, ILinkHandler } from '../framing/classes.framedlink.js';
 import { PendingRequests, type IPendingRequest } from './rpc/classes.pendingrequests.js';
+import { systemClock } from './clock.js';
 import { HandlerContext, currentHandlerContext, handlerContextStorage } from './rpc/classes.handlercontext.js';
 import { IdTable } from './rpc/classes.idtable.js';
 import { Heartbeat, type IHeartbeatOptions } from './classes.heartbeat.js';
@@ -105,7 +106,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
 
   constructor(private readonly config: IConnectionConfig) {
     this.json = config.serialization === 'json';
-    this.pending = new PendingRequests((entry, reason) => this.tellPeerGaveUp(entry, reason));
+    this.pending = new PendingRequests(systemClock, 1, (entry, reason) => this.tellPeerGaveUp(entry, reason));
   }
 
   public get serialization(): TSerialization {

@@ -1,3 +1,5 @@
+import { systemClock, type IClock, type TClockTimer } from './clock.js';
+
 /** What the heartbeat needs from its connection; small so it can be tested without sockets. */
 export interface IHeartbeatHost {
   sendPing(): void;
@@ -16,23 +18,26 @@ export interface IHeartbeatOptions {
  * peer is noticed soon after the timeout, not an interval later.
  */
 export class Heartbeat {
-  private timer?: NodeJS.Timeout;
+  private timer?: TClockTimer;
   private lastHeard = 0;
   private lastPing = 0;
   private startedAt = 0;
   private heard = false;
 
-  constructor(private readonly host: IHeartbeatHost, private readonly options: IHeartbeatOptions) {}
+  constructor(
+    private readonly host: IHeartbeatHost,
+    private readonly options: IHeartbeatOptions,
+    private readonly clock: IClock = systemClock,
+  ) {}
 
   public start(): void {
     this.stop();
-    const now = performance.now();
+    const now = this.clock.now();
     this.startedAt = now;
     this.lastHeard = now;
     this.lastPing = now;
     const tickMs = Math.max(10, Math.min(this.options.intervalMs, Math.floor(this.options.timeoutMs / 4)));
-    this.timer = setInterval(this.tick, tickMs);
-    this.timer.unref();
+    this.timer = this.clock.setInterval(this.tick, tickMs);
   }
 
   /** Called for every frame received; cheap on purpose (the hot path). */
@@ -41,12 +46,12 @@ export class Heartbeat {
   }
 
   public stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer !== undefined) this.clock.clearInterval(this.timer);
     this.timer = undefined;
   }
 
   private tick = (): void => {
-    const now = performance.now();
+    const now = this.clock.now();
     if (this.heard) {
       this.heard = false;
       this.lastHeard = now;

@@ -1,5 +1,6 @@
 import { IpcError } from '../../smartipc.errors.js';
 import { clampDelay } from '../../smartipc.timers.js';
+import { systemClock, type IClock, type TClockTimer } from '../clock.js';
 
 export interface IPendingRequest {
   readonly id: number;
@@ -46,13 +47,19 @@ export class PendingRequests {
   private slots: Array<IPendingRequest | undefined> = new Array(INITIAL_SLOTS).fill(undefined);
   private mask = INITIAL_SLOTS - 1;
   private count = 0;
-  private nextId = 0;
+  private nextId: number;
   private readonly queues = new Map<number, IDeadlineQueue>();
-  private timer?: NodeJS.Timeout;
+  private timer?: TClockTimer;
   private timerDeadline = Infinity;
 
-  /** `onGiveUp` hears of every request the caller abandoned (so the handler's side can be told). */
-  constructor(private readonly onGiveUp?: TGiveUpListener) {}
+  /**
+   * @param clock time and timers (tests pass a manual clock)
+   * @param firstId the first id `allocateId` returns, 1..0xffffffff (tests start near the wrap-around)
+   * @param onGiveUp hears of every request the caller abandoned (so the handler's side can be told)
+   */
+  constructor(private readonly clock: IClock = systemClock, firstId = 1, private readonly onGiveUp?: TGiveUpListener) {
+    this.nextId = firstId - 1;
+  }
 
   public get size(): number {
     return this.count;
@@ -76,7 +83,7 @@ export class PendingRequests {
         id,
         type,
         timeoutMs: timeout,
-        deadline: performance.now() + timeout,
+        deadline: this.clock.now() + timeout,
         resolve: resolve as (value: unknown) => void,
         reject,
         settled: false,
@@ -205,14 +212,13 @@ export class PendingRequests {
   }
 
   private arm(deadline: number): void {
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timerDeadline = deadline;
-    this.timer = setTimeout(this.expire, clampDelay(Math.ceil(deadline - performance.now())));
-    this.timer.unref();
+    this.timer = this.clock.setTimeout(this.expire, clampDelay(Math.ceil(deadline - this.clock.now())));
   }
 
   private disarm(): void {
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timer = undefined;
     this.timerDeadline = Infinity;
   }
@@ -220,7 +226,7 @@ export class PendingRequests {
   private expire = (): void => {
     this.timer = undefined;
     this.timerDeadline = Infinity;
-    const now = performance.now();
+    const now = this.clock.now();
     let next = Infinity;
     for (const [timeoutMs, queue] of this.queues) {
       while (queue.head < queue.items.length) {
