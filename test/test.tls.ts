@@ -84,26 +84,26 @@ describe('TLS', () => {
     assert.equal(await client.request('echo', 'via localhost'), 'via localhost');
   });
 
-  test('a client without the CA is refused with SERVER_UNAVAILABLE (certificate not trusted)', T, async (t) => {
+  test('a client without the CA is refused with TLS_ERROR (certificate not trusted)', T, async (t) => {
     const client = tlsClient({ servername: 'localhost' });
     t.after(() => client.disconnect());
-    const err = await expectIpcError(client.connect(), 'SERVER_UNAVAILABLE');
+    const err = await expectIpcError(client.connect(), 'TLS_ERROR');
     // The cause is the TLS verification failure from node:tls.
     t.diagnostic(`untrusted certificate: ${err.code} (cause ${(err.cause as NodeJS.ErrnoException | undefined)?.code})`);
     assert.match(String((err.cause as NodeJS.ErrnoException | undefined)?.code), /CERT|SIGNATURE|ISSUER/);
     assert.equal(client.getIsConnected(), false);
   });
 
-  test('a client trusting another CA is refused with SERVER_UNAVAILABLE', T, async (t) => {
+  test('a client trusting another CA is refused with TLS_ERROR', T, async (t) => {
     const client = tlsClient({ ca: certs.otherCa, servername: 'localhost' });
     t.after(() => client.disconnect());
-    await expectIpcError(client.connect(), 'SERVER_UNAVAILABLE');
+    await expectIpcError(client.connect(), 'TLS_ERROR');
   });
 
-  test('a client expecting another server name is refused with SERVER_UNAVAILABLE', T, async (t) => {
+  test('a client expecting another server name is refused with TLS_ERROR', T, async (t) => {
     const client = tlsClient({ ca: certs.ca, servername: 'not-the-server.example' });
     t.after(() => client.disconnect());
-    const err = await expectIpcError(client.connect(), 'SERVER_UNAVAILABLE');
+    const err = await expectIpcError(client.connect(), 'TLS_ERROR');
     assert.equal((err.cause as NodeJS.ErrnoException | undefined)?.code, 'ERR_TLS_CERT_ALTNAME_INVALID');
   });
 
@@ -136,7 +136,7 @@ describe('TLS', () => {
     good.on('disconnect', (reason) => lost.push(reason));
     const bad = Array.from({ length: 5 }, () => tlsClient({ servername: 'localhost' }));
     t.after(() => Promise.all(bad.map((c) => c.disconnect())));
-    const failures = bad.map((c) => expectIpcError(c.connect(), 'SERVER_UNAVAILABLE'));
+    const failures = bad.map((c) => expectIpcError(c.connect(), 'TLS_ERROR'));
     const traffic = Promise.all(Array.from({ length: 100 }, (_, i) => good.request('echo', i)));
     await Promise.all(failures);
     assert.deepEqual(await withTimeout(traffic, 10_000, 'good traffic'), Array.from({ length: 100 }, (_, i) => i));

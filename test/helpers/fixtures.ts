@@ -419,3 +419,8 @@ export async function spawnChildServer(script: string, args: string[], ms = 15_0
     throw err;
   }
 }
+
+/** For assert.throws / assert.rejects: an IpcError with code INVALID_ARGUMENT (a bad option or argument). */
+export function isInvalidArgument(err: unknown): boolean {
+  return err instanceof IpcError && err.code === 'INVALID_ARGUMENT';
+}

@@ -228,24 +228,23 @@ describe('deadlines', () => {
     assert.equal(other.error?.code, 'TIMEOUT');
   });
 
-  test('timeouts are clamped: beyond Node\'s timer limit to 2^31-1 ms (Infinity included), below 0 to 0', T, async () => {
+  test('timeouts are clamped to Node\'s timer limit (2^31-1 ms), below 0 to 0; Infinity arms no timer and never expires', T, async () => {
     const clock = new ManualClock();
     const pending = new PendingRequests(clock);
     const never = watch(request(pending, 'infinite', Infinity).promise);
-    assert.equal(clock.requestedDelays.at(-1), defaults.MAX_TIMER_DELAY_MS);
+    assert.equal(clock.requestedDelays.length, 0, 'no timer for a request without a timeout');
     const huge = request(pending, 'huge', 2 ** 40);
     watch(huge.promise);
+    assert.equal(clock.requestedDelays.at(-1), defaults.MAX_TIMER_DELAY_MS);
     assert.equal(pending.take(huge.id)?.timeoutMs, defaults.MAX_TIMER_DELAY_MS);
     const negative = watch(request(pending, 'negative', -5).promise);
     clock.advance(0);
     await flushMicrotasks();
     assert.equal(negative.error?.code, 'TIMEOUT');
-    clock.advance(defaults.MAX_TIMER_DELAY_MS - 1);
+    clock.advance(defaults.MAX_TIMER_DELAY_MS * 2);
     await flushMicrotasks();
-    assert.equal(never.settled, false, 'Infinity expired before the clamped deadline');
-    clock.advance(1);
-    await flushMicrotasks();
-    assert.equal(never.error?.code, 'TIMEOUT');
+    assert.equal(never.settled, false, 'Infinity expired');
+    assert.equal(pending.size, 1);
   });
 
   test('with the system clock: small real timeouts expire in deadline order, none before its deadline', T, async () => {
@@ -268,7 +267,7 @@ describe('deadlines', () => {
     assert.equal(pending.size, 0);
   });
 
-  test('a timer that fires late (blocked event loop) still expires what is due in deadline order', { ...T, todo: 'expire() walks the per-timeout queues in Map insertion order, so requests due together reject in the order their timeout values were first seen' }, async () => {
+  test('a timer that fires late (blocked event loop) still expires what is due in deadline order', T, async () => {
     const clock = new ManualClock();
     const pending = new PendingRequests(clock);
     const order: string[] = [];

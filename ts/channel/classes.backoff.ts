@@ -1,5 +1,7 @@
 import { BACKOFF_JITTER_FRACTION, BACKOFF_MULTIPLIER } from '../smartipc.defaults.js';
 
+const MAX_EXPONENT = 64;
+
 /** Exponential backoff with jitter: initial, initial*2, ... capped at max, each spread by +-20%. */
 export class Backoff {
   private attempt = 0;
@@ -12,7 +14,8 @@ export class Backoff {
 
   /** The delay before the next attempt, and counts it. */
   public next(): number {
-    const base = Math.min(this.maxDelayMs, this.initialDelayMs * BACKOFF_MULTIPLIER ** this.attempt);
+    // The exponent is capped: past the cap the delay is maxDelay anyway, and 0 * 2 ** 1025 is NaN.
+    const base = Math.min(this.maxDelayMs, this.initialDelayMs * BACKOFF_MULTIPLIER ** Math.min(this.attempt, MAX_EXPONENT));
     this.attempt++;
     const jitter = base * BACKOFF_JITTER_FRACTION * (this.random() * 2 - 1);
     return Math.max(0, Math.round(Math.min(this.maxDelayMs, base + jitter)));

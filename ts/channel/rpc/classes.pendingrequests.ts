@@ -228,7 +228,10 @@ export class PendingRequests {
     this.timerDeadline = Infinity;
     const now = this.clock.now();
     let next = Infinity;
+    const due: IPendingRequest[] = [];
+    let queuesDue = 0;
     for (const [timeoutMs, queue] of this.queues) {
+      const before = due.length;
       while (queue.head < queue.items.length) {
         const entry = queue.items[queue.head];
         if (entry.settled) {
@@ -240,12 +243,18 @@ export class PendingRequests {
           break;
         }
         this.take(entry.id);
-        const error = new IpcError('TIMEOUT', `request "${entry.type}" timed out after ${entry.timeoutMs} ms`);
-        entry.reject(error);
-        this.onGiveUp?.(entry, error);
+        due.push(entry);
       }
+      if (due.length > before) queuesDue++;
       this.trim(queue);
       if (queue.live === 0) this.queues.delete(timeoutMs);
+    }
+    // Each queue is in deadline order; requests of several timeouts due together (a late timer) are merged.
+    if (queuesDue > 1) due.sort((a, b) => a.deadline - b.deadline);
+    for (const entry of due) {
+      const error = new IpcError('TIMEOUT', `request "${entry.type}" timed out after ${entry.timeoutMs} ms`);
+      entry.reject(error);
+      this.onGiveUp?.(entry, error);
     }
     if (next !== Infinity) this.arm(next);
   };
