@@ -234,6 +234,18 @@ function liveGroupMembers(pgid: number): string[] {
   return members;
 }
 
+/** Process groups of blocks still running: ended if this test process exits first (e.g. a test timeout). */
+const liveGroups = new Set<number>();
+process.on('exit', () => {
+  for (const pgid of liveGroups) {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+});
+
 /** Runs one block with tsx, in its own process group so that whatever it spawns can be ended too. */
 async function runBlock(app: ITempApp, block: IReadmeBlock): Promise<{ code: number | null; signal: string | null; output: string; timedOut: boolean; leftovers?: string }> {
   const env: NodeJS.ProcessEnv = { ...process.env };
@@ -246,6 +258,7 @@ async function runBlock(app: ITempApp, block: IReadmeBlock): Promise<{ code: num
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  liveGroups.add(child.pid!);
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
@@ -274,6 +287,7 @@ async function runBlock(app: ITempApp, block: IReadmeBlock): Promise<{ code: num
       /* gone meanwhile */
     }
   }
+  liveGroups.delete(child.pid!);
   return { code, signal, output, timedOut, leftovers };
 }
 
