@@ -49,6 +49,7 @@ export function generateClientId(): string {
  * caller can know whether repeating them is safe.
  */
 export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
+  /** @internal The options as resolved (every default applied). */
   public readonly options: IResolvedClient;
   private readonly handlers = new Map<string, TMessageHandler>();
   private readonly metrics: IIpcMetrics = emptyMetrics();

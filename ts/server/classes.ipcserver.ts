@@ -58,6 +58,7 @@ type TClientFeatureFactory = (clientId: string, connection: IConnectionHost) => 
  * reconnecting client whose old connection the server has not yet seen die looks like.
  */
 export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
+  /** @internal The options as resolved (every default applied). */
   public readonly options: IResolvedServer;
   private readonly handlers = new Map<string, TMessageHandler>();
   private readonly metrics: IIpcMetrics = emptyMetrics();
