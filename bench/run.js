@@ -17,7 +17,7 @@ const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const RESULTS_DIR = path.join(BENCH_DIR, 'results');
 const DIST_ENTRY = path.join(BENCH_DIR, '..', 'dist_ts', 'index.js');
 const IMPLS = ['baseline', 'smartipc'];
-const ROLE_SCRIPTS = { server: 'server.js', subs: 'subscribers.js', client: 'client.js' };
+const ROLE_SCRIPTS = { server: 'server.js', subs: 'subscribers.js', client: 'client.js', parent: 'parent.js' };
 const MIB = 1024 * 1024;
 
 /**
@@ -85,12 +85,30 @@ const SCENARIOS = {
       { key: 'streamMbPerSec', label: 'stream MB/s meanwhile', better: 'higher' },
     ],
   },
+  S8: {
+    title: "parent/child over the private pipe (json) vs Node's child_process IPC (json)",
+    roles: ['parent'],
+    reporters: ['parent'],
+    metrics: [
+      { key: 'messagesPerSec', label: 'messages/s', better: 'higher', target: { ratioMin: 1.5 } },
+      { key: 'requestsPerSec', label: 'requests/s (100 in flight)', better: 'higher', target: { ratioMin: 1.5 } },
+    ],
+  },
+  S9: {
+    title: "parent/child (advanced) vs Node's child_process IPC (advanced)",
+    roles: ['parent'],
+    reporters: ['parent'],
+    metrics: [
+      { key: 'messagesPerSec', label: 'messages/s', better: 'higher', target: { ratioMin: 1.5 } },
+      { key: 'requestsPerSec', label: 'requests/s (100 in flight)', better: 'higher', target: { ratioMin: 1.5 } },
+    ],
+  },
 };
 
 // ---- options -------------------------------------------------------------------------------------
 
 const USAGE = `usage: node bench/run.js [options]
-  --scenario S1,S3     scenarios to run (default: all, S1..S7)
+  --scenario S1,S3     scenarios to run (default: all, S1..S9)
   --impl a,b           implementations (default: baseline,smartipc)
   --duration-ms N      measured time per scenario run (default 3000; smoke 200)
   --warmup-ms N        warm-up before each measurement (default 1000; smoke 100)

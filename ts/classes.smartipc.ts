@@ -17,7 +17,7 @@ import {
   WAIT_FOR_SERVER_MAX_DELAY_MS,
 } from './smartipc.defaults.js';
 import { createMedium, describeEndpoint, resolveEndpoint } from './framing/media/index.js';
-import { childProcessMedium, parentProcessMedium, PARENT_LINK_ENV, PARENT_LINK_FD, readParentLink } from './framing/media/child.js';
+import { childProcessMedium, parentProcessMedium, PARENT_LINK_ENV, PARENT_LINK_FD, readParentLink, type IParentLinkInfo } from './framing/media/child.js';
 import { FramedLink } from './framing/classes.framedlink.js';
 import { registerWithServer } from './channel/handshake.js';
 import { durationMs, nonEmptyString, resolveLinkChannel } from './smartipc.options.js';
@@ -191,7 +191,7 @@ export class SmartIpc {
     const output = options.silent === true ? 'pipe' : 'inherit';
     const child = plugins.childProcess.spawn(process.execPath, [...(options.execArgv ?? process.execArgv), modulePath, ...(options.args ?? [])], {
       cwd: options.cwd,
-      env: { ...(options.env ?? process.env), [PARENT_LINK_ENV]: JSON.stringify({ fd: PARENT_LINK_FD, id }) },
+      env: { ...(options.env ?? process.env), [PARENT_LINK_ENV]: JSON.stringify({ fd: PARENT_LINK_FD, id, serialization: resolved.serialization } satisfies IParentLinkInfo) },
       stdio: ['inherit', output, output, 'pipe'],
     });
     const channel = new IpcChannel(undefined, { ...resolved, role: 'server', medium: childProcessMedium(child), singlePeer: true });
@@ -239,7 +239,7 @@ export class SmartIpc {
     }
     let resolved;
     try {
-      resolved = resolveLinkChannel(options, info.id);
+      resolved = resolveLinkChannel({ ...options, serialization: options.serialization ?? info.serialization }, info.id);
     } catch (err) {
       return Promise.reject(err);
     }

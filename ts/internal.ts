@@ -49,3 +49,6 @@ export function channelConnectionOf(channel: IpcChannel): IpcConnection {
 export function interceptFrames(connection: IpcConnection, kind: TFrameKind, onFrame: (frame: TFrame) => void): void {
   (connection as unknown as { featureByKind: Array<{ frameKinds: readonly TFrameKind[]; onFrame(frame: TFrame): void } | undefined> }).featureByKind[kind] = { frameKinds: [kind], onFrame };
 }
+
+/** Fresh zeroed counters (tests that build connections by hand). */
+export { emptyMetrics as emptyMetricsForTests } from './smartipc.options.js';

@@ -1,4 +1,4 @@
-import { IpcError, isIpcErrorCode, toRemoteError, type IRemoteError, type TIpcErrorCode } from '../smartipc.errors.js';
+import { IpcError, invalidArgument, isIpcErrorCode, toRemoteError, type IRemoteError, type TIpcErrorCode } from '../smartipc.errors.js';
 import { EFrameKind, EPayloadEncoding, type IFrame, type IGoodbyePayload, type TGoodbyeCode, type TSerialization } from '../interfaces/wire.js';
 import type { IRequestOptions } from '../interfaces/options.js';
 import type { IIpcMetrics, TMessageHandler } from '../interfaces/events.js';
@@ -252,6 +252,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
 
   /** Fire-and-forget. Resolves once the frame is queued for the socket (waiting for drain when the socket is full). */
   public sendMessage(type: string, data?: unknown, kind: EFrameKind = EFrameKind.Message): Promise<void> {
+    if (typeof type !== 'string') return Promise.reject(invalidArgument(`a message type must be a string, got ${typeof type}`));
     const out = this.scratch;
     try {
       encodeInto(out, data, this.json, `message "${type}"`);
@@ -324,6 +325,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
    * (unless `propagate: false`). Giving up (abort, timeout) sends a cancel frame to the peer.
    */
   public request<TRes = unknown>(kind: EFrameKind, type: string, data?: unknown, options: IRequestOptions = NO_OPTIONS): Promise<TRes> {
+    if (typeof type !== 'string') return Promise.reject(invalidArgument(`a request type must be a string, got ${typeof type}`));
     if (options !== NO_OPTIONS) {
       try {
         checkRequestOptions(options);

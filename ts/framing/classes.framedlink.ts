@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { IpcError, fromSocketError } from '../smartipc.errors.js';
-import { END_DESTROY_AFTER_MS, WRITE_HIGH_WATER_MARK_BYTES } from '../smartipc.defaults.js';
+import { EARLY_FLUSH_BYTES, END_DESTROY_AFTER_MS, WRITE_HIGH_WATER_MARK_BYTES } from '../smartipc.defaults.js';
 import type { EFrameKind, EPayloadEncoding, IFrame, IOutgoingFrame } from '../interfaces/wire.js';
 import type { TTransportKind } from '../interfaces/options.js';
 import { FrameDecoder, FrameEncoder, type IFrameDecoderSink } from './classes.framecodec.js';
@@ -49,6 +49,8 @@ export class FramedLink implements IFrameDecoderSink {
   private readonly encoder = new FrameEncoder();
   private readonly decoder: FrameDecoder;
   private flushScheduled = false;
+  /** True while the frames of a received chunk are being handled (see scheduleFlush). */
+  private dispatching = false;
   private closed = false;
   private closeError?: IpcError;
   private drainWaiters: Array<() => void> = [];
@@ -61,7 +63,12 @@ export class FramedLink implements IFrameDecoderSink {
     stream.on('data', (chunk: Buffer) => {
       this.counters.bytesReceived += chunk.length;
       this.receivedAt = Date.now();
-      this.decoder.push(chunk);
+      this.dispatching = true;
+      try {
+        this.decoder.push(chunk);
+      } finally {
+        this.dispatching = false;
+      }
     });
     stream.on('drain', () => this.releaseDrainWaiters());
     stream.on('error', (err) => {
@@ -161,6 +168,12 @@ export class FramedLink implements IFrameDecoderSink {
   }
 
   private scheduleFlush(): void {
+    // Answers produced while a received chunk is being dispatched leave in slices, not at the end
+    // of the chunk: the peer starts on the first answers while this side works on the rest.
+    if (this.dispatching && this.encoder.pendingBytes >= EARLY_FLUSH_BYTES) {
+      this.flush();
+      return;
+    }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(this.flush);

@@ -15,7 +15,7 @@ import { encodePayload } from '../channel/serializer.js';
 import { checkHandler } from '../channel/handlers.js';
 import { StreamFeature } from '../features/streams/classes.streamfeature.js';
 import { PubSubBroker } from '../features/pubsub/classes.broker.js';
-import { durationMs, emptyMetrics, nonEmptyString, resolveServer, type IResolvedServer } from '../smartipc.options.js';
+import { durationMs, emptyMetrics, nonEmptyString, oneOf, resolveServer, type IResolvedServer } from '../smartipc.options.js';
 import { startTimer } from '../smartipc.timers.js';
 import { debug } from '../smartipc.log.js';
 
@@ -92,9 +92,8 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
 
   /** Binds the endpoint. With readyWhen 'accepting' (default) it also proves a connection is accepted. */
   public async start(options: IServerStartOptions = {}): Promise<void> {
+    const readyWhen = oneOf('readyWhen', options.readyWhen, ['accepting', 'listening'], 'accepting');
     if (this.state !== 'stopped') throw new IpcError('ADDRESS_IN_USE', `server "${this.options.id}" is already ${this.state}`);
-    const readyWhen = options.readyWhen ?? 'accepting';
-    if (readyWhen !== 'accepting' && readyWhen !== 'listening') throw new IpcError('INVALID_ARGUMENT', `smartipc: readyWhen must be 'listening' or 'accepting', got ${String(readyWhen)}`);
     this.state = 'starting';
     try {
       this.listener = await this.medium.listen((opened) => this.accept(opened), {

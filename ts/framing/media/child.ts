@@ -1,6 +1,7 @@
 import * as plugins from '../../plugins.js';
 import { IpcError } from '../../smartipc.errors.js';
 import type { IMedium, IMediumListener, IOpenedStream } from './medium.js';
+import type { TSerialization } from '../../interfaces/wire.js';
 
 /** The environment variable through which a forked child learns its link: `{ fd, id }` as JSON. */
 export const PARENT_LINK_ENV = 'SMARTIPC_PARENT_LINK';
@@ -11,6 +12,8 @@ export interface IParentLinkInfo {
   fd: number;
   /** The channel id the parent expects in the handshake. */
   id: string;
+  /** The parent's serialization: the child's default, so both ends agree without configuration. */
+  serialization: TSerialization;
 }
 
 /**
@@ -43,7 +46,9 @@ export function readParentLink(env: NodeJS.ProcessEnv = process.env): IParentLin
   if (raw === undefined) return undefined;
   try {
     const info = JSON.parse(raw) as Partial<IParentLinkInfo>;
-    if (typeof info.fd === 'number' && Number.isInteger(info.fd) && typeof info.id === 'string') return { fd: info.fd, id: info.id };
+    if (typeof info.fd === 'number' && Number.isInteger(info.fd) && typeof info.id === 'string') {
+      return { fd: info.fd, id: info.id, serialization: info.serialization === 'advanced' ? 'advanced' : 'json' };
+    }
   } catch {
     // not ours
   }
