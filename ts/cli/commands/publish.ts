@@ -1,6 +1,7 @@
 // publish TOPIC [JSON]: one publish through the server's broker.
+import { describeInvalidTopic } from '../../index.js';
 import type { ICommand } from '../cli.command.js';
-import { EXIT_OK } from '../cli.errors.js';
+import { EXIT_OK, UsageError } from '../cli.errors.js';
 
 export const publish: ICommand = {
   name: 'publish',
@@ -13,6 +14,8 @@ export const publish: ICommand = {
   examples: [`smartipc publish user.login '{"user":"ada"}' --socket /tmp/demo.sock --id demo`],
   async run({ args, json, connect, out }) {
     const [topic, rawData] = args;
+    const problem = describeInvalidTopic(topic);
+    if (problem !== undefined) throw new UsageError(`TOPIC: ${problem}`);
     const data = await json.parse('argument JSON (the published data)', rawData);
     const client = await connect();
     await client.publish(topic, data);

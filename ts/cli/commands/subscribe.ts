@@ -1,9 +1,9 @@
 // subscribe PATTERN [--count N]: one line per published message until N arrived or Ctrl-C.
-import type { IPublishInfo } from '../../index.js';
+import { describeInvalidPattern, type IPublishInfo } from '../../index.js';
 import { integerFlag } from '../cli.args.js';
 import type { ICommand } from '../cli.command.js';
 import { describeCliEndpoint } from '../cli.endpoint.js';
-import { EXIT_FAILURE, EXIT_OK } from '../cli.errors.js';
+import { EXIT_FAILURE, EXIT_OK, UsageError } from '../cli.errors.js';
 import { formatClock, formatValue } from '../cli.format.js';
 
 export const subscribe: ICommand = {
@@ -22,6 +22,8 @@ export const subscribe: ICommand = {
   async run({ args, values, connect, out, signal, settings }) {
     const [pattern] = args;
     const count = integerFlag(values, 'count');
+    const problem = describeInvalidPattern(pattern);
+    if (problem !== undefined) throw new UsageError(`PATTERN: ${problem}`);
     const client = await connect({ reconnect: true });
     let received = 0;
     let failure: unknown;
