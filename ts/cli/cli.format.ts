@@ -124,7 +124,7 @@ export function formatValue(value: unknown, painter: Painter, indent = 2): strin
     if (v === null) return painter.paint('magenta', 'null');
     if (v === undefined) return painter.paint('dim', 'undefined');
     if (typeof v === 'string') return painter.paint('green', JSON.stringify(v));
-    if (typeof v === 'number') return painter.paint('yellow', Number.isFinite(v) ? String(v) : String(v));
+    if (typeof v === 'number') return painter.paint('yellow', String(v));
     if (typeof v === 'bigint') return painter.paint('yellow', `${v}n`);
     if (typeof v === 'boolean') return painter.paint('magenta', String(v));
     if (typeof v !== 'object') return painter.paint('dim', String(v));
@@ -179,10 +179,17 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(h / 24)} d ${h % 24} h`;
 }
 
+/** How long ago an epoch-ms time was: '3 ms ago', '2.2 s ago', '5 min 3 s ago'. */
+export function formatAgo(epochMs: number, now = Date.now()): string {
+  if (typeof epochMs !== 'number' || !Number.isFinite(epochMs)) return '?';
+  const ms = Math.max(0, now - epochMs);
+  return `${ms < 1000 ? `${Math.round(ms)} ms` : formatDuration(ms)} ago`;
+}
+
 /** An epoch-ms time as '2025-01-01 12:00:00 (5 min ago)'. */
 export function formatTimeAgo(epochMs: number, now = Date.now()): string {
   if (typeof epochMs !== 'number' || !Number.isFinite(epochMs)) return '?';
-  return `${formatClock(epochMs, true)} (${formatDuration(Math.max(0, now - epochMs))} ago)`;
+  return `${formatClock(epochMs, true)} (${formatAgo(epochMs, now)})`;
 }
 
 /** Local wall-clock time, 'HH:MM:SS.mmm' (with the date when asked). */

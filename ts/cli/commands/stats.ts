@@ -1,7 +1,7 @@
 // stats: the server's getStats() and its connected clients, from its introspection answer.
 import type { ICommand } from '../cli.command.js';
 import { EXIT_OK } from '../cli.errors.js';
-import { formatBytes, formatCount, formatDuration, formatFields, formatTable, formatTimeAgo, formatValue, type Painter } from '../cli.format.js';
+import { formatAgo, formatBytes, formatCount, formatDuration, formatFields, formatTable, formatTimeAgo, formatValue, type Painter } from '../cli.format.js';
 import { STATS_REQUEST, introspect, type IIntrospectedStats } from '../cli.introspection.js';
 
 const KNOWN_METRICS = new Set(['messagesSent', 'messagesReceived', 'bytesSent', 'bytesReceived', 'requestsInFlight', 'errors']);
@@ -40,7 +40,7 @@ export function renderStats(answer: IIntrospectedStats, painter: Painter, now = 
     const rows = clients.map((c) => [
       c.clientId,
       formatTimeAgo(c.connectedAt, now),
-      typeof c.lastActivity === 'number' ? `${formatDuration(Math.max(0, now - c.lastActivity))} ago` : '?',
+      formatAgo(c.lastActivity, now),
       c.metadata && Object.keys(c.metadata).length > 0 ? formatValue(c.metadata, painter, 0) : painter.paint('dim', '-'),
     ]);
     lines.push(formatTable(['CLIENT', 'CONNECTED', 'LAST ACTIVITY', 'METADATA'], rows, painter));
