@@ -20,6 +20,8 @@ export const DEFAULT_REGISTER_TIMEOUT_MS = 5_000;
 export const DEFAULT_STOP_GRACE_MS = 5_000;
 export const DEFAULT_MAX_CLIENTS = Infinity;
 export const DEFAULT_MAX_CONCURRENT_STREAMS = 32;
+/** Services: the longest call chain the hub routes (order -> user -> role is 3). */
+export const DEFAULT_MAX_CALL_DEPTH = 16;
 
 export const DEFAULT_CONNECT_RETRY = {
   enabled: false,

@@ -143,6 +143,7 @@ export interface IResolvedServer extends IResolvedCommon, IResolvedEndpoint, IRe
   socketMode?: number;
   maxClients: number;
   pubsubMaxQueuedBytes: number;
+  maxCallDepth: number;
 }
 
 export function resolveServer(options: IIpcServerOptions): IResolvedServer {
@@ -155,6 +156,7 @@ export function resolveServer(options: IIpcServerOptions): IResolvedServer {
     socketMode: socketMode(options.socketMode),
     maxClients: count('maxClients', options.maxClients, defaults.DEFAULT_MAX_CLIENTS, { allowInfinity: true }),
     pubsubMaxQueuedBytes: bytes('pubsubMaxQueuedBytes', options.pubsubMaxQueuedBytes, defaults.DEFAULT_PUBSUB_MAX_QUEUED_BYTES),
+    maxCallDepth: count('maxCallDepth', options.maxCallDepth, defaults.DEFAULT_MAX_CALL_DEPTH),
   };
 }
 

@@ -1,5 +1,5 @@
 import { IpcError, invalidArgument, isIpcErrorCode, toRemoteError, type IRemoteError, type TIpcErrorCode } from '../smartipc.errors.js';
-import { EFrameKind, EPayloadEncoding, type IFrame, type IGoodbyePayload, type TGoodbyeCode, type TSerialization } from '../interfaces/wire.js';
+import { EFrameKind, EPayloadEncoding, FLAG_ENCODING_MASK, FLAG_HAS_ATTACHMENTS, type IFrame, type IGoodbyePayload, type TGoodbyeCode, type TSerialization } from '../interfaces/wire.js';
 import type { IRequestOptions } from '../interfaces/options.js';
 import type { IIpcMetrics, TMessageHandler } from '../interfaces/events.js';
 import type { IConnectionFeature, IConnectionHost } from '../interfaces/hosts.js';
@@ -11,6 +11,7 @@ import { IdTable } from './rpc/classes.idtable.js';
 import { Heartbeat, type IHeartbeatOptions } from './classes.heartbeat.js';
 import { Outbox } from './classes.outbox.js';
 import { decodePayload, encodeInto, isAllowedEncoding, type IEncodedPayload } from './serializer.js';
+import { RawPayload, isPassThrough, passThrough } from './rpc/rawpayload.js';
 import { checkRequestOptions } from '../smartipc.options.js';
 import { debug } from '../smartipc.log.js';
 
@@ -65,6 +66,11 @@ const CARRIES_USER_DATA: readonly boolean[] = kindTable([
   EFrameKind.StreamChunk, EFrameKind.Call, EFrameKind.PeerMessage, EFrameKind.PeerRequest,
 ]);
 const NO_OPTIONS: IRequestOptions = Object.freeze({});
+
+/** A frame's payload as it arrived: encoding bits and bytes (a view: received bytes are never reused). */
+function rawPayloadOf(frame: IFrame): RawPayload {
+  return new RawPayload(frame.flags & (FLAG_ENCODING_MASK | FLAG_HAS_ATTACHMENTS), frame.payloadEnd > frame.payloadStart ? frame.buf.subarray(frame.payloadStart, frame.payloadEnd) : undefined);
+}
 
 function kindTable(kinds: EFrameKind[]): boolean[] {
   const table: boolean[] = [];
@@ -384,6 +390,42 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     return promise;
   }
 
+  /**
+   * Passes a request on to this connection's peer without decoding it (a hub routing a call or a
+   * peer request): the payload goes as it arrived, the answer comes back the same way, and every
+   * failure is relayed with its code (pass-through). Linked to `context`: when its caller goes away
+   * the peer is told (a cancel frame).
+   */
+  public forward(kind: EFrameKind, type: string, payload: RawPayload, headers: Record<string, unknown> | undefined, context: HandlerContext): Promise<RawPayload> {
+    const link = this.link;
+    if (link === undefined || !link.isOpen) return Promise.reject(passThrough(this.notConnected()));
+    const budgetMs = context.deadline === undefined ? -1 : context.remainingMs();
+    const id = this.pending.allocateId();
+    const unlink = context.onAbort((reason) => {
+      this.pending.giveUp(id, new IpcError(reason.code, `forwarded "${type}" cancelled: ${reason.message}`, { cause: reason }));
+    });
+    const promise = this.pending.add<RawPayload>(id, type, budgetMs < 0 ? Infinity : budgetMs, undefined, unlink);
+    this.pending.peek(id)!.raw = true;
+    try {
+      link.sendFrame(kind, payload.flags, id, type, headers === undefined ? undefined : JSON.stringify(headers), payload.bytes, budgetMs);
+      this.config.metrics.messagesSent++;
+    } catch (err) {
+      this.pending.take(id);
+      return Promise.reject(passThrough(err as IpcError));
+    }
+    return promise.catch((err: IpcError) => {
+      throw passThrough(err);
+    });
+  }
+
+  /** Sends a frame whose payload is passed on as it arrived (a routed message). */
+  public sendRaw(kind: EFrameKind, type: string, payload: RawPayload, headers?: Record<string, unknown>): void {
+    const link = this.link;
+    if (link === undefined || !link.isOpen) throw this.notConnected();
+    link.sendFrame(kind, payload.flags, 0, type, headers === undefined ? undefined : JSON.stringify(headers), payload.bytes);
+    if (COUNTS_AS_MESSAGE[kind]) this.config.metrics.messagesSent++;
+  }
+
   /** The caller gave up on a request the peer may still be working on: tell it, so its handler's signal aborts. */
   private tellPeerGaveUp(entry: IPendingRequest, reason: IpcError): void {
     const link = this.link;
@@ -528,8 +570,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
   }
 
   /** The context of a received request or message; its deadline from the frame's budget, measured from the chunk's arrival. */
-  public contextFor(frame: IFrame, isRequest: boolean): HandlerContext {
-    const context = new HandlerContext(frame.type, isRequest, this.peerId);
+  public contextFor(frame: IFrame, isRequest: boolean, context: HandlerContext = new HandlerContext(frame.type, isRequest, this.peerId)): HandlerContext {
     if (frame.headers !== undefined) context.headers = frame.headers;
     if (frame.budgetMs >= 0) context.deadline = (this.link?.lastReceivedAt ?? Date.now()) + frame.budgetMs;
     return context;
@@ -539,10 +580,11 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
    * Runs a handler for a frame: decodes the data, calls it in the context's async scope (so nested
    * requests inherit its deadline and cancellation), and answers a request with its result.
    */
-  public serve(frame: IFrame, isRequest: boolean, handler: (data: unknown, peerId: string, context: HandlerContext) => unknown, context: HandlerContext): void {
+  public serve(frame: IFrame, isRequest: boolean, handler: (data: unknown, peerId: string, context: HandlerContext) => unknown, context: HandlerContext, raw = false): void {
     let data: unknown;
     try {
-      data = decodePayload(this.json, frame.flags, frame.buf, frame.payloadStart, frame.payloadEnd);
+      // A handler that forwards (raw) gets the payload as it arrived.
+      data = raw ? rawPayloadOf(frame) : decodePayload(this.json, frame.flags, frame.buf, frame.payloadStart, frame.payloadEnd);
     } catch (err) {
       this.config.metrics.errors++;
       if (isRequest) this.replyError(frame.id, err as IpcError);
@@ -555,7 +597,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     this.activeHandlers++;
     let result: unknown;
     try {
-      result = handlerContextStorage.run(context, handler, data, this.peerId, context);
+      result = handlerContextStorage.run(context, handler, data, context.peerId, context);
     } catch (err) {
       this.handlerFailed(id, context, err);
       return;
@@ -596,6 +638,16 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
       debug('response to "%s" for %s dropped: connection closed', context.type, this.peerId);
       return;
     }
+    if (value instanceof RawPayload) {
+      // A forwarded answer: its bytes and encoding bits go on unchanged.
+      try {
+        link.sendFrame(EFrameKind.Response, value.flags, id, '', undefined, value.bytes);
+        this.config.metrics.messagesSent++;
+      } catch (err) {
+        this.replyError(id, err as IpcError);
+      }
+      return;
+    }
     const out = this.scratch;
     try {
       encodeInto(out, value, this.json, `response to "${context.type}"`);
@@ -616,6 +668,12 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
 
   private handlerFailed(id: number, context: HandlerContext, thrown: unknown): void {
     this.handlerFinished();
+    if (isPassThrough(thrown)) {
+      // The library's own refusal or a relayed failure: the caller gets its code, not HANDLER_ERROR.
+      if (context.isRequest) this.replyError(id, thrown);
+      else this.config.owner.onError(thrown);
+      return;
+    }
     this.config.metrics.errors++;
     const remote = toRemoteError(thrown);
     if (context.isRequest) {
@@ -678,6 +736,10 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     const entry = this.pending.take(frame.id);
     if (!entry) {
       debug('late response %d from %s ignored', frame.id, this.peerId);
+      return;
+    }
+    if (entry.raw) {
+      entry.resolve(rawPayloadOf(frame));
       return;
     }
     let value: unknown;

@@ -9,3 +9,7 @@ export function checkHandler(type: unknown, handler: unknown): void {
   if (type.startsWith(RESERVED_TYPE_PREFIX)) throw invalidArgument(`message types starting with "${RESERVED_TYPE_PREFIX}" are reserved for the library, got "${type}"`);
   if (typeof handler !== 'function') throw invalidArgument(`the handler for "${type}" must be a function`);
 }
+
+export function isReservedType(type: unknown): boolean {
+  return typeof type === 'string' && type.startsWith(RESERVED_TYPE_PREFIX);
+}

@@ -13,6 +13,8 @@ import { registerWithServer } from '../channel/handshake.js';
 import { checkHandler } from '../channel/handlers.js';
 import { StreamFeature } from '../features/streams/classes.streamfeature.js';
 import { ClientSubscriptions } from '../features/pubsub/classes.subscriptions.js';
+import { ClientServices } from '../features/services/classes.clientservices.js';
+import type { ICallOptions, IProvideOptions, IServiceInfo, TServiceMethods, TServiceProxy } from '../interfaces/services.js';
 import { durationMs, emptyMetrics, resolveClient, type IResolvedClient } from '../smartipc.options.js';
 import { debug } from '../smartipc.log.js';
 import type { IClientPubSubStats, IPublishedMessage, ISubscribeIteratorOptions, TSubscriptionHandler } from '../interfaces/pubsub.js';
@@ -63,6 +65,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   private sleeper?: { timer: NodeJS.Timeout; wake: () => void };
   private hostedServer?: IpcServer;
   private readonly subscriptions: ClientSubscriptions;
+  private readonly services: ClientServices;
   private static endpointHosting?: TEndpointHosting;
 
   /** @internal Registered by the server layer: how a client hosts its endpoint when nobody serves it. */
@@ -113,6 +116,13 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
       emitError: (error) => this.emitError(error),
     });
     this.connection.use(this.subscriptions);
+    this.services = new ClientServices({
+      connection: this.connection,
+      handlers: this.handlers,
+      ackTimeoutMs: this.options.requestTimeoutMs,
+      emitError: (error) => this.emitError(error),
+    });
+    this.connection.use(this.services);
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -209,6 +219,56 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   /** A pattern's messages as an rxjs Observable (cold: subscribing to it subscribes, unsubscribing unsubscribes). */
   public subscribeObservable<T = unknown>(pattern: string): plugins.smartrx.rxjs.Observable<IPublishedMessage<T>> {
     return this.subscriptions.observe<T>(pattern);
+  }
+
+  // ---- services and peers (through the hub) ---------------------------------------------------
+
+  /**
+   * Provides a service through the hub: `methods` is an object of `(params, ctx) => result`. Allowed
+   * before or after connect(); announced again at every (re)connection. Resolves once the hub has
+   * it (at once when not connected yet). A second provide of the same service: INVALID_ARGUMENT.
+   */
+  public provide(service: string, methods: TServiceMethods, options?: IProvideOptions): Promise<void> {
+    return this.services.provide(service, methods, options);
+  }
+
+  public unprovide(service: string): Promise<void> {
+    return this.services.unprovide(service);
+  }
+
+  /**
+   * Calls `service.method` through the hub. Rejects SERVICE_NOT_FOUND / METHOD_NOT_FOUND at once
+   * when nobody provides it, HANDLER_ERROR when the method throws, CONNECTION_LOST when its
+   * instance left mid-call, MAX_DEPTH_EXCEEDED for a chain that is too deep. Made inside a service
+   * method, it extends that call's chain and inherits its deadline and cancellation.
+   */
+  public call<TRes = unknown, TParams = unknown>(service: string, method: string, params?: TParams, options?: ICallOptions): Promise<TRes> {
+    return this.services.call<TRes, TParams>(service, method, params, options);
+  }
+
+  /** A typed proxy: `client.service<IUserApi>('user').getUser({ id })` is `call('user', 'getUser', { id })`. */
+  public service<TApi>(service: string): TServiceProxy<TApi> {
+    return this.services.proxy<TApi>(service);
+  }
+
+  /** The hub's registry: every service and its instances. */
+  public listServices(): Promise<IServiceInfo[]> {
+    return this.services.listServices();
+  }
+
+  /** The clientIds connected to the hub (this one included). */
+  public listPeers(): Promise<string[]> {
+    return this.services.listPeers();
+  }
+
+  /** A message to another client's onMessage handler, through the hub (its `peerId` is this client's id). */
+  public sendToPeer<T = unknown>(clientId: string, type: string, data?: T): Promise<void> {
+    return this.services.sendToPeer(clientId, type, data);
+  }
+
+  /** A request to another client's onMessage handler, through the hub. Unknown clientId: CLIENT_NOT_FOUND. */
+  public requestPeer<TReq = unknown, TRes = unknown>(clientId: string, type: string, data?: TReq, options?: ICallOptions): Promise<TRes> {
+    return this.services.requestPeer<TRes>(clientId, type, data, options);
   }
 
   // ---- streams ---------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { IpcError } from '../smartipc.errors.js';
 import type { IStreamInfo } from './streams.js';
+import type { ICallCompletedInfo, ICallRoutedInfo, IServiceRegisteredInfo, IServiceUnregisteredInfo } from './services.js';
 
 /** Counters kept by a server (all its connections) or a client (its one connection). */
 export interface IIpcMetrics {
@@ -67,6 +68,14 @@ export interface IIpcServerEvents {
   error: [error: IpcError, clientId?: string];
   /** A client opened a stream (`info.clientId` says which). With no listener it is refused with NO_HANDLER. */
   stream: [info: IStreamInfo, readable: Readable];
+  /** A connection (or the hub itself) now provides a service. */
+  serviceRegistered: [info: IServiceRegisteredInfo];
+  /** An instance of a service is gone (unprovide, or its connection left). */
+  serviceUnregistered: [info: IServiceUnregisteredInfo];
+  /** The hub routed a call to an instance. */
+  callRouted: [info: ICallRoutedInfo];
+  /** A routed call's answer (or failure) went back to its caller. */
+  callCompleted: [info: ICallCompletedInfo];
 }
 
 export interface IIpcClientEvents {

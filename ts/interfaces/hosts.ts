@@ -5,6 +5,7 @@ import type { EFrameKind, IFrame, TSerialization } from './wire.js';
 import type { IRequestOptions } from './options.js';
 import type { IEncodedPayload } from '../channel/serializer.js';
 import type { HandlerContext } from '../channel/rpc/classes.handlercontext.js';
+import type { RawPayload } from '../channel/rpc/rawpayload.js';
 
 /** What a feature sees of the connection it is attached to. */
 export interface IConnectionHost {
@@ -34,9 +35,15 @@ export interface IConnectionHost {
    * Runs `handler` for a received frame of a request-like kind as onMessage handlers run: decoded
    * data, a context whose signal follows the caller, the answer (or HANDLER_ERROR) on the frame's id.
    */
-  serve(frame: IFrame, isRequest: boolean, handler: (data: unknown, peerId: string, context: HandlerContext) => unknown, context: HandlerContext): void;
-  /** A handler context for a received frame: its deadline from the frame's budget. */
-  contextFor(frame: IFrame, isRequest: boolean): HandlerContext;
+  serve(frame: IFrame, isRequest: boolean, handler: (data: unknown, peerId: string, context: HandlerContext) => unknown, context: HandlerContext, raw?: boolean): void;
+  /** A handler context for a received frame (or `context`, filled in): its deadline from the frame's budget, its headers. */
+  contextFor(frame: IFrame, isRequest: boolean, context?: HandlerContext): HandlerContext;
+  /** Fire-and-forget of a frame kind that carries user data (a message, a peer message). */
+  sendMessage(type: string, data?: unknown, kind?: EFrameKind): Promise<void>;
+  /** Passes a request on without decoding it; the answer comes back the same way (see IpcConnection.forward). */
+  forward(kind: EFrameKind, type: string, payload: RawPayload, headers: Record<string, unknown> | undefined, context: HandlerContext): Promise<RawPayload>;
+  /** Sends a frame whose payload is passed on as it arrived. */
+  sendRaw(kind: EFrameKind, type: string, payload: RawPayload, headers?: Record<string, unknown>): void;
   /** Answers request `id` with an error (NO_HANDLER, FORBIDDEN, ...). */
   replyError(id: number, error: IpcError): void;
   /** Decodes a frame's payload for this connection's serialization; throws PROTOCOL_ERROR. */

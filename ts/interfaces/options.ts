@@ -71,6 +71,8 @@ export type IIpcServerOptions = IIpcCommonOptions & TEndpoint & {
   registerTimeoutMs?: number;
   /** Default timeout of `requestClient` and `call` made by the server (ms; Infinity: none). @default 30000 */
   requestTimeout?: number;
+  /** Services: a call chain longer than this (order -> user -> role is 3) is refused with MAX_DEPTH_EXCEEDED. @default 16 */
+  maxCallDepth?: number;
 };
 
 export interface IConnectRetryOptions {

@@ -12,9 +12,12 @@ import { createMedium, type IMedium, type IMediumListener, type IOpenedStream } 
 import { IpcConnection } from '../channel/classes.connection.js';
 import { awaitHello, checkHello, rejectHello, sendWelcome } from '../channel/handshake.js';
 import { encodePayload } from '../channel/serializer.js';
-import { checkHandler } from '../channel/handlers.js';
+import { checkHandler, isReservedType } from '../channel/handlers.js';
 import { StreamFeature } from '../features/streams/classes.streamfeature.js';
 import { PubSubBroker } from '../features/pubsub/classes.broker.js';
+import { HubServices } from '../features/services/classes.hubservices.js';
+import { registerIntrospection } from './introspection.js';
+import type { ICallOptions, IProvideOptions, IServiceInfo, TServiceMethods } from '../interfaces/services.js';
 import { durationMs, emptyMetrics, nonEmptyString, oneOf, resolveServer, type IResolvedServer } from '../smartipc.options.js';
 import { startTimer } from '../smartipc.timers.js';
 import { debug } from '../smartipc.log.js';
@@ -74,6 +77,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   private startedAt = 0;
   private totalConnections = 0;
   private readonly pubsub: PubSubBroker;
+  private readonly services: HubServices;
 
   constructor(options: IIpcServerOptions) {
     super();
@@ -86,6 +90,23 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       onError: (error, clientId) => this.emitError(error, clientId),
     });
     this.featureFactories.push((clientId, connection) => this.pubsub.featureFor(clientId, connection));
+    this.services = new HubServices({
+      maxCallDepth: this.options.maxCallDepth,
+      connectionOf: (clientId) => this.clients.get(clientId)?.connection,
+      clientIds: () => [...this.clients.keys()],
+      onRegistered: (info) => this.emit('serviceRegistered', info),
+      onUnregistered: (info) => this.emit('serviceUnregistered', info),
+      wantsCallEvents: () => this.listenerCount('callRouted') > 0 || this.listenerCount('callCompleted') > 0,
+      onCallRouted: (info) => this.emit('callRouted', info),
+      onCallCompleted: (info) => this.emit('callCompleted', info),
+    });
+    this.featureFactories.push((clientId, connection) => this.services.featureFor(clientId, connection));
+    registerIntrospection(this.handlers, {
+      id: () => this.options.id,
+      stats: () => this.getStats(),
+      clients: () => this.getClientIds().map((clientId) => this.getClientInfo(clientId)!),
+      services: () => this.services.getServices(),
+    });
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -160,7 +181,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   }
 
   public offMessage(type: string): this {
-    this.handlers.delete(type);
+    if (!isReservedType(type)) this.handlers.delete(type);
     return this;
   }
 
@@ -236,6 +257,41 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       return Promise.reject(err);
     }
     return Promise.resolve();
+  }
+
+  // ---- services (the hub) ---------------------------------------------------------------------
+
+  /** The hub provides a service itself; clients call it like any other (its instance's clientId is 'server'). */
+  public provide(service: string, methods: TServiceMethods, options?: IProvideOptions): Promise<void> {
+    try {
+      this.services.provideLocal(service, methods, options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return Promise.resolve();
+  }
+
+  public unprovide(service: string): Promise<void> {
+    this.services.unprovideLocal(service);
+    return Promise.resolve();
+  }
+
+  /** The hub calls a service (its own or a client's); the timeout defaults to `requestTimeout`. */
+  public call<TRes = unknown, TParams = unknown>(service: string, method: string, params?: TParams, options?: ICallOptions): Promise<TRes> {
+    return this.services.call<TRes>(service, method, params, options, this.options.requestTimeoutMs);
+  }
+
+  /** Every service in the registry, with its instances. */
+  public getServices(): IServiceInfo[] {
+    return this.services.getServices();
+  }
+
+  public getService(name: string): IServiceInfo | undefined {
+    return this.services.getService(name);
+  }
+
+  public isServiceAvailable(name: string): boolean {
+    return this.services.isServiceAvailable(name);
   }
 
   // ---- introspection ---------------------------------------------------------------------------

@@ -15,6 +15,8 @@ export interface IPendingRequest {
   onAbort?: () => void;
   /** Runs once when the entry leaves the table, however it settles (unlinks it from a parent handler's cancellation). */
   cleanup?: () => void;
+  /** Resolve with the answer as it arrived (a RawPayload), not decoded: a hub forwarding it. */
+  raw?: boolean;
 }
 
 /** The caller gave up on a request (abort, timeout): the peer may still be working on it. */
