@@ -17,7 +17,7 @@ import { ClientServices } from '../features/services/classes.clientservices.js';
 import type { ICallOptions, IProvideOptions, IServiceInfo, TServiceMethods, TServiceProxy } from '../interfaces/services.js';
 import { durationMs, emptyMetrics, resolveClient, type IResolvedClient } from '../smartipc.options.js';
 import { debug } from '../smartipc.log.js';
-import type { IClientPubSubStats, IPublishedMessage, ISubscribeIteratorOptions, TSubscriptionHandler } from '../interfaces/pubsub.js';
+import type { IClientPubSubStats, IPublishedMessage, ISubscribeIteratorOptions, ISubscribeOptions, TSubscriptionHandler } from '../interfaces/pubsub.js';
 import type { ISendFileOptions, ISendStreamOptions, TStreamSource } from '../interfaces/streams.js';
 
 export interface IIpcClientStats {
@@ -197,8 +197,8 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
    * more). Resolves once the server has acknowledged it, so a publish made after it is delivered.
    * Needs a connection (NOT_CONNECTED otherwise); restored by itself after every reconnect.
    */
-  public subscribe<T = unknown>(pattern: string, handler: TSubscriptionHandler<T>): Promise<void> {
-    return this.subscriptions.subscribe(pattern, handler);
+  public subscribe<T = unknown>(pattern: string, handler: TSubscriptionHandler<T>, options?: ISubscribeOptions): Promise<void> {
+    return this.subscriptions.subscribe(pattern, handler, options);
   }
 
   /** Removes one handler, or every handler of the pattern (iterators and Observables of it end). */

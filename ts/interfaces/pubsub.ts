@@ -14,6 +14,14 @@ export interface IPublishedMessage<T = unknown> extends IPublishInfo {
   data: T;
 }
 
+export interface ISubscribeOptions {
+  /**
+   * A queue group: of all subscriptions in this group whose pattern matches a publish (on any
+   * client), exactly one receives it, in turn. Ordinary subscribers still receive it too.
+   */
+  queue?: string;
+}
+
 export interface ISubscribeIteratorOptions {
   /**
    * Messages held for a consumer that has not asked for them yet. When full, the oldest is

@@ -28,7 +28,10 @@ export interface IPubSubRefusal {
 interface ISubscriber {
   readonly clientId: string;
   readonly channel: IConnectionHost;
+  /** Its subscriptions: `pattern`, or `pattern` U+0000 `queue` for a queue group membership. */
   readonly patterns: Set<string>;
+  /** Its queue group memberships, by the same key. */
+  readonly members: Map<string, IQueueMember>;
   /** The publish this subscriber was last considered for: one frame per publish, however many patterns match. */
   seenSeq: number;
   /** Whether that publish was queued for it (false: dropped). */
@@ -50,6 +53,12 @@ interface IOutgoingPublish {
   failure: IpcError | undefined;
 }
 
+/** One subscription of a client in a queue group. */
+interface IQueueMember {
+  readonly subscriber: ISubscriber;
+  readonly queue: string;
+}
+
 /** Frame header bytes beside the topic and `from`, rounded up: used to judge whether a frame fits a queue. */
 const FRAME_OVERHEAD_BYTES = 64;
 const EMPTY: IEncodedPayload = { encoding: EPayloadEncoding.None, payload: undefined };
@@ -66,6 +75,10 @@ const EMPTY: IEncodedPayload = { encoding: EPayloadEncoding.None, payload: undef
  */
 export class PubSubBroker {
   private readonly trie = new TopicTrie<ISubscriber>();
+  /** Queue group memberships by pattern; each publish goes to one member per group. */
+  private readonly queueTrie = new TopicTrie<IQueueMember>();
+  /** Per queue group: whose turn it is. */
+  private readonly queueTurns = new Map<string, number>();
   /** Encodes each publish once; the frames it hands out are never rewritten (see FrameEncoder.take). */
   private readonly encoder = new FrameEncoder();
   private readonly patternStats = new Map<string, IPubSubPatternStats>();
@@ -79,7 +92,7 @@ export class PubSubBroker {
 
   /** The pub/sub frames of one client connection, as a feature to attach before its first frame. */
   public featureFor(clientId: string, channel: IConnectionHost): IConnectionFeature {
-    const subscriber: ISubscriber = { clientId, channel, patterns: new Set(), seenSeq: 0, seenQueued: false, slow: false };
+    const subscriber: ISubscriber = { clientId, channel, patterns: new Set(), members: new Map(), seenSeq: 0, seenQueued: false, slow: false };
     return {
       frameKinds: [EFrameKind.Subscribe, EFrameKind.Unsubscribe, EFrameKind.Publish],
       onFrame: (frame) => {
@@ -105,7 +118,7 @@ export class PubSubBroker {
       published: this.published,
       delivered: this.delivered,
       dropped: this.dropped,
-      subscriptions: this.trie.size,
+      subscriptions: this.trie.size + this.queueTrie.size,
       slowConsumers: this.slowConsumers,
       patterns,
     };
@@ -115,14 +128,21 @@ export class PubSubBroker {
 
   private onSubscribe(subscriber: ISubscriber, frame: IFrame): void {
     const pattern = frame.type;
-    const problem = describeInvalidPattern(pattern);
+    const queue = this.queueOf(frame);
+    const problem = describeInvalidPattern(pattern) ?? (queue instanceof Error ? queue.message : undefined);
     if (problem !== undefined) {
       this.acknowledge(subscriber, EFrameKind.Subscribe, frame, { code: 'PROTOCOL_ERROR', message: problem });
       return;
     }
-    if (!subscriber.patterns.has(pattern)) {
-      subscriber.patterns.add(pattern);
-      this.trie.add(pattern, subscriber);
+    const key = queue === undefined ? pattern : pattern + PUBLISH_FROM_SEPARATOR + (queue as string);
+    if (!subscriber.patterns.has(key)) {
+      subscriber.patterns.add(key);
+      if (queue === undefined) this.trie.add(pattern, subscriber);
+      else {
+        const member: IQueueMember = { subscriber, queue: queue as string };
+        subscriber.members.set(key, member);
+        this.queueTrie.add(pattern, member);
+      }
       const stats = this.patternStats.get(pattern);
       if (stats) stats.subscribers++;
       else this.patternStats.set(pattern, { subscribers: 1, published: 0, delivered: 0, dropped: 0 });
@@ -131,9 +151,23 @@ export class PubSubBroker {
   }
 
   private onUnsubscribe(subscriber: ISubscriber, frame: IFrame): void {
-    const pattern = frame.type;
-    if (subscriber.patterns.delete(pattern)) this.forget(pattern, subscriber);
+    const queue = this.queueOf(frame);
+    const key = queue === undefined || queue instanceof Error ? frame.type : frame.type + PUBLISH_FROM_SEPARATOR + queue;
+    if (subscriber.patterns.delete(key)) this.forget(key, subscriber);
     this.acknowledge(subscriber, EFrameKind.Unsubscribe, frame);
+  }
+
+  /** The queue group a SUBSCRIBE or UNSUBSCRIBE names (its JSON payload), undefined for none, an Error for a bad one. */
+  private queueOf(frame: IFrame): string | undefined | Error {
+    if (frame.payloadEnd === frame.payloadStart) return undefined;
+    try {
+      const body = JSON.parse(frame.payload.toString('utf8')) as { queue?: unknown };
+      const queue = body?.queue;
+      if (typeof queue !== 'string' || queue.length === 0 || queue.includes(PUBLISH_FROM_SEPARATOR)) return new Error('a queue group name must be a non-empty string without U+0000');
+      return queue;
+    } catch {
+      return new Error('unreadable subscription options');
+    }
   }
 
   private onPublish(publisher: ISubscriber, frame: IFrame): void {
@@ -167,13 +201,14 @@ export class PubSubBroker {
     const seq = ++this.seq;
     const outgoing: IOutgoingPublish = {
       topic,
-      type: publisher === undefined ? topic : topic + PUBLISH_FROM_SEPARATOR + from,
+      type: from === 'server' ? topic : topic + PUBLISH_FROM_SEPARATOR + from,
       encoded,
       frameBytes: payloadSize(encoded) + topic.length * 3 + from.length * 3 + FRAME_OVERHEAD_BYTES,
       frame: undefined,
       failure: undefined,
     };
     let queuedFor = 0;
+    if (this.queueTrie.size > 0) queuedFor += this.fanOutToQueues(topic, encoded, from, publisher, outgoing.frameBytes);
     this.trie.match(topic, (pattern, subscribers) => {
       const stats = this.patternStats.get(pattern)!;
       stats.published++;
@@ -188,6 +223,42 @@ export class PubSubBroker {
         else stats.dropped++;
       }
     });
+    return queuedFor;
+  }
+
+  /**
+   * Queue groups: of the members of each group whose pattern matches (the publisher's own left
+   * out), one receives the publish, in turn; a slow member is passed over for the next one.
+   */
+  private fanOutToQueues(topic: string, encoded: IEncodedPayload, from: string, publisher: ISubscriber | undefined, frameBytes: number): number {
+    const groups = new Map<string, IQueueMember[]>();
+    this.queueTrie.match(topic, (_pattern, members) => {
+      for (const member of members) {
+        if (member.subscriber === publisher) continue;
+        let group = groups.get(member.queue);
+        if (group === undefined) groups.set(member.queue, (group = []));
+        group.push(member);
+      }
+    });
+    let queuedFor = 0;
+    for (const [queue, members] of groups) {
+      const turn = this.queueTurns.get(queue) ?? 0;
+      const outgoing: IOutgoingPublish = {
+        topic,
+        type: topic + PUBLISH_FROM_SEPARATOR + from + PUBLISH_FROM_SEPARATOR + queue,
+        encoded,
+        frameBytes: frameBytes + queue.length * 3,
+        frame: undefined,
+        failure: undefined,
+      };
+      for (let i = 0; i < members.length; i++) {
+        const member = members[(turn + i) % members.length];
+        if (member.subscriber.slow && i < members.length - 1) continue;
+        this.queueTurns.set(queue, (turn + i + 1) % members.length);
+        if (this.deliver(member.subscriber, outgoing)) queuedFor++;
+        break;
+      }
+    }
     return queuedFor;
   }
 
@@ -262,8 +333,19 @@ export class PubSubBroker {
     this.clearSlow(subscriber);
   }
 
-  private forget(pattern: string, subscriber: ISubscriber): void {
-    this.trie.remove(pattern, subscriber);
+  /** Drops one subscription (`pattern`, or `pattern` U+0000 `queue`) of a subscriber. */
+  private forget(key: string, subscriber: ISubscriber): void {
+    const split = key.indexOf(PUBLISH_FROM_SEPARATOR);
+    const pattern = split < 0 ? key : key.slice(0, split);
+    if (split < 0) {
+      this.trie.remove(pattern, subscriber);
+    } else {
+      const member = subscriber.members.get(key);
+      if (member !== undefined) {
+        subscriber.members.delete(key);
+        this.queueTrie.remove(pattern, member);
+      }
+    }
     const stats = this.patternStats.get(pattern);
     if (stats && --stats.subscribers === 0) this.patternStats.delete(pattern);
   }

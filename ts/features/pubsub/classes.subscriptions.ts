@@ -9,6 +9,7 @@ import type {
   IPublishInfo,
   IPublishedMessage,
   ISubscribeIteratorOptions,
+  ISubscribeOptions,
   TSubscriptionHandler,
 } from '../../interfaces/pubsub.js';
 import { TopicTrie, PUBLISH_FROM_SEPARATOR, assertValidPattern, assertValidTopic } from './classes.topictrie.js';
@@ -32,9 +33,13 @@ interface IHandlerRecord {
   onEnd?: () => void;
 }
 
-/** One pattern this client is subscribed to, with every local handler of it. */
+/** One pattern (in one queue group, or none) this client is subscribed to, with every local handler of it. */
 interface IPatternEntry {
   readonly pattern: string;
+  /** The queue group: of all its members whose pattern matches, one receives each publish. */
+  readonly queue?: string;
+  /** `pattern`, or `pattern` U+0000 `queue`: the registry key. */
+  readonly key: string;
   readonly handlers: Map<TSubscriptionHandler, IHandlerRecord>;
   /** The server has acknowledged it on the current connection. */
   acked: boolean;
@@ -59,6 +64,19 @@ interface IPendingAck {
 }
 
 const EMPTY: IEncodedPayload = { encoding: EPayloadEncoding.None, payload: undefined };
+
+/** A SUBSCRIBE or UNSUBSCRIBE names its queue group in a JSON payload; ordinary ones are empty. */
+function queuePayload(entry: IPatternEntry): IEncodedPayload {
+  return entry.queue === undefined ? EMPTY : { encoding: EPayloadEncoding.Json, payload: JSON.stringify({ queue: entry.queue }) };
+}
+
+/** Why a queue group name is not usable, or undefined. */
+export function describeInvalidQueue(queue: unknown): string | undefined {
+  if (typeof queue !== 'string' || queue.length === 0) return `a queue group name must be a non-empty string, got ${JSON.stringify(queue)}`;
+  if (queue.includes(PUBLISH_FROM_SEPARATOR)) return 'a queue group name must not contain U+0000';
+  if (queue.length > 256) return 'a queue group name must be at most 256 characters';
+  return undefined;
+}
 const MAX_ACK_ID = 0xffffffff;
 /** PUBLISH types (topic and publisher) whose dispatch is remembered, so a stream of publishes to a few topics skips the trie walk. */
 const DISPATCH_CACHE_MAX_TYPES = 256;
@@ -69,6 +87,8 @@ const DISPATCH_CACHE_MAX_TYPE_LENGTH = 256;
 interface IDispatch {
   readonly topic: string;
   readonly from: string;
+  /** A delivery for one queue group (only that group's entries get it), or undefined for ordinary subscribers. */
+  readonly queue: string | undefined;
   readonly entries: IPatternEntry[];
 }
 
@@ -111,23 +131,30 @@ export class ClientSubscriptions implements IConnectionFeature {
   // ---- public operations (IpcClient delegates here) --------------------------------------------
 
   /** Resolves once the server has acknowledged the pattern, so a publish after it is delivered. */
-  public subscribe<T>(pattern: string, typedHandler: TSubscriptionHandler<T>, onEnd?: () => void): Promise<void> {
+  public subscribe<T>(pattern: string, typedHandler: TSubscriptionHandler<T>, options: ISubscribeOptions = {}, onEnd?: () => void): Promise<void> {
     // The registry holds handlers of every data type; T is the caller's claim about the payload.
     const handler = typedHandler as TSubscriptionHandler;
     try {
       assertValidPattern(pattern);
       if (typeof handler !== 'function') throw invalidArgument('subscribe needs a handler function');
+      if (options === null || typeof options !== 'object') throw invalidArgument('subscribe options must be an object');
+      if (options.queue !== undefined) {
+        const problem = describeInvalidQueue(options.queue);
+        if (problem !== undefined) throw invalidArgument(problem);
+      }
     } catch (err) {
       return Promise.reject(err);
     }
     if (!this.host.isLive()) {
       return Promise.reject(new IpcError('NOT_CONNECTED', `cannot subscribe to "${pattern}": not connected (call connect() first)`));
     }
-    let entry = this.entries.get(pattern);
+    const queue = options.queue;
+    const key = queue === undefined ? pattern : pattern + PUBLISH_FROM_SEPARATOR + queue;
+    let entry = this.entries.get(key);
     const isNew = entry === undefined;
     if (entry === undefined) {
-      entry = { pattern, handlers: new Map(), acked: false, ackId: 0, waiters: new Set() };
-      this.entries.set(pattern, entry);
+      entry = { pattern, key, ...(queue !== undefined ? { queue } : {}), handlers: new Map(), acked: false, ackId: 0, waiters: new Set() };
+      this.entries.set(key, entry);
       this.trie.add(pattern, entry);
       this.dispatchCache.clear();
     }
@@ -156,28 +183,33 @@ export class ClientSubscriptions implements IConnectionFeature {
     return promise;
   }
 
-  /** Removes one handler, or every handler of the pattern; the server forgets the pattern when none is left. */
+  /**
+   * Removes one handler, or every handler of the pattern (ordinary and in queue groups); the
+   * server forgets a subscription when no handler is left on it.
+   */
   public unsubscribe(pattern: string, handler?: TSubscriptionHandler): Promise<void> {
     try {
       assertValidPattern(pattern);
     } catch (err) {
       return Promise.reject(err);
     }
-    const entry = this.entries.get(pattern);
-    if (entry === undefined) return Promise.resolve();
-    const removed: IHandlerRecord[] = [];
-    if (handler === undefined) {
-      removed.push(...entry.handlers.values());
-      entry.handlers.clear();
-    } else {
-      const record = entry.handlers.get(handler);
-      if (record === undefined) return Promise.resolve();
-      entry.handlers.delete(handler);
-      removed.push(record);
+    const removals: Promise<void>[] = [];
+    for (const entry of [...this.entries.values()]) {
+      if (entry.pattern !== pattern) continue;
+      const removed: IHandlerRecord[] = [];
+      if (handler === undefined) {
+        removed.push(...entry.handlers.values());
+        entry.handlers.clear();
+      } else {
+        const record = entry.handlers.get(handler);
+        if (record === undefined) continue;
+        entry.handlers.delete(handler);
+        removed.push(record);
+      }
+      for (const record of removed) record.onEnd?.();
+      if (entry.handlers.size === 0) removals.push(this.removeEntry(entry));
     }
-    for (const record of removed) record.onEnd?.();
-    if (entry.handlers.size > 0) return Promise.resolve();
-    return this.removeEntry(entry);
+    return Promise.all(removals).then(() => undefined);
   }
 
   public publish(topic: string, data: unknown): Promise<void> {
@@ -225,7 +257,7 @@ export class ClientSubscriptions implements IConnectionFeature {
         this.droppedLocally++;
       }
     };
-    this.subscribe(pattern, handler, finish).catch((err: Error) => {
+    this.subscribe(pattern, handler, {}, finish).catch((err: Error) => {
       done = true;
       const w = waiting;
       waiting = undefined;
@@ -273,7 +305,7 @@ export class ClientSubscriptions implements IConnectionFeature {
     return new plugins.smartrx.rxjs.Observable<IPublishedMessage<T>>((observer) => {
       let active = true;
       const handler: TSubscriptionHandler<T> = (data, info) => observer.next({ topic: info.topic, from: info.from, data });
-      this.subscribe(pattern, handler, () => {
+      this.subscribe(pattern, handler, {}, () => {
         active = false;
         observer.complete();
       }).catch((err: Error) => {
@@ -329,7 +361,7 @@ export class ClientSubscriptions implements IConnectionFeature {
     entry.acked = false;
     entry.ackId = id;
     this.pendingAcks.set(id, { kind: EFrameKind.Subscribe, entry });
-    this.host.channel.send(EFrameKind.Subscribe, entry.pattern, EMPTY, id).catch((err: IpcError) => {
+    this.host.channel.send(EFrameKind.Subscribe, entry.pattern, queuePayload(entry), id).catch((err: IpcError) => {
       if (!this.pendingAcks.delete(id)) return;
       // Lost with the connection: the restore after the reconnect sends it again.
       if (err.code === 'NOT_CONNECTED' || err.code === 'CONNECTION_LOST') return;
@@ -349,7 +381,7 @@ export class ClientSubscriptions implements IConnectionFeature {
     const id = this.nextAckId();
     return new Promise<void>((resolve) => {
       this.pendingAcks.set(id, { kind: EFrameKind.Unsubscribe, resolve });
-      this.host.channel.send(EFrameKind.Unsubscribe, entry.pattern, EMPTY, id).catch(() => {
+      this.host.channel.send(EFrameKind.Unsubscribe, entry.pattern, queuePayload(entry), id).catch(() => {
         // The server drops a leaving client's subscriptions by itself.
         if (this.pendingAcks.delete(id)) resolve();
       });
@@ -357,8 +389,8 @@ export class ClientSubscriptions implements IConnectionFeature {
   }
 
   private detachEntry(entry: IPatternEntry): void {
-    if (this.entries.get(entry.pattern) !== entry) return;
-    this.entries.delete(entry.pattern);
+    if (this.entries.get(entry.key) !== entry) return;
+    this.entries.delete(entry.key);
     this.trie.remove(entry.pattern, entry);
     this.dispatchCache.clear();
   }
@@ -367,7 +399,7 @@ export class ClientSubscriptions implements IConnectionFeature {
   private rollback(entry: IPatternEntry, added: IHandlerRecord | undefined): void {
     if (added === undefined || entry.handlers.get(added.handler) !== added) return;
     entry.handlers.delete(added.handler);
-    if (entry.handlers.size === 0 && this.entries.get(entry.pattern) === entry) void this.removeEntry(entry);
+    if (entry.handlers.size === 0 && this.entries.get(entry.key) === entry) void this.removeEntry(entry);
   }
 
   private onAck(frame: IFrame): void {
@@ -448,17 +480,27 @@ export class ClientSubscriptions implements IConnectionFeature {
     }
   }
 
-  /** Splits a PUBLISH type (`topic`, or `topic` U+0000 `from`) and finds the entries its topic matches, once per type. */
+  /**
+   * Splits a PUBLISH type (`topic`; `topic` U+0000 `from`; or, for a queue group's delivery,
+   * `topic` U+0000 `from` U+0000 `queue`) and finds the entries it is for, once per type.
+   */
   private dispatchOf(type: string): IDispatch {
     const cached = this.dispatchCache.get(type);
     if (cached !== undefined) return cached;
     const split = type.indexOf(PUBLISH_FROM_SEPARATOR);
     const topic = split < 0 ? type : type.slice(0, split);
+    let from = 'server';
+    let queue: string | undefined;
+    if (split >= 0) {
+      const second = type.indexOf(PUBLISH_FROM_SEPARATOR, split + 1);
+      from = second < 0 ? type.slice(split + 1) : type.slice(split + 1, second);
+      if (second >= 0) queue = type.slice(second + 1);
+    }
     const entries: IPatternEntry[] = [];
     this.trie.match(topic, (_pattern, matching) => {
-      for (const entry of matching) entries.push(entry);
+      for (const entry of matching) if (entry.queue === queue) entries.push(entry);
     });
-    const dispatch: IDispatch = { topic, from: split < 0 ? 'server' : type.slice(split + 1), entries };
+    const dispatch: IDispatch = { topic, from, queue, entries };
     if (type.length > DISPATCH_CACHE_MAX_TYPE_LENGTH) return dispatch;
     // Oldest first out: a few hot types stay, a stream of ever-new topics cannot grow it.
     if (this.dispatchCache.size >= DISPATCH_CACHE_MAX_TYPES) this.dispatchCache.delete(this.dispatchCache.keys().next().value!);
