@@ -52,3 +52,8 @@ export function interceptFrames(connection: IpcConnection, kind: TFrameKind, onF
 
 /** Fresh zeroed counters (tests that build connections by hand). */
 export { emptyMetrics as emptyMetricsForTests } from './smartipc.options.js';
+
+export { createBridgeHooks, type IBridgeHooks, type IBridgeInvocation, type IBridgeCall } from './server/bridgehooks.js';
+export { RawPayload, passThrough, isPassThrough } from './channel/rpc/rawpayload.js';
+export { CallContext, CALL_HEADER, nextChain, takeChain, joinNames, splitNames } from './features/services/callchain.js';
+export { decodeEncoded } from './channel/serializer.js';

@@ -168,6 +168,25 @@ export function isAllowedEncoding(json: boolean, flags: number): boolean {
   return encoding === EPayloadEncoding.None || encoding === EPayloadEncoding.Binary || encoding === (json ? EPayloadEncoding.Json : EPayloadEncoding.V8);
 }
 
+/**
+ * Decodes an IEncodedPayload as it was built for sending (a JSON string with its attachments
+ * beside it, a v8 or binary Buffer, or bytes passed on with the attachments bit): for code that
+ * sees payloads before they become frames (a bridge tapping publishes).
+ */
+export function decodeEncoded(json: boolean, encoded: IEncodedPayload): unknown {
+  const payload = encoded.payload;
+  if (payload === undefined) return undefined;
+  if (typeof payload === 'string') {
+    const attachments = encoded.attachments;
+    try {
+      return attachments === undefined || attachments.length === 0 ? JSON.parse(payload) : JSON.parse(payload, reviver(attachments));
+    } catch (err) {
+      throw new IpcError('PROTOCOL_ERROR', `payload does not decode: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  return decodePayload(json, encoded.encoding, payload, 0, payload.length);
+}
+
 function decodeWithAttachments(buf: Buffer, start: number, end: number): unknown {
   if (end - start < 4) throw new Error('attachment table runs past the payload');
   const count = buf.readUInt32BE(start);
@@ -189,7 +208,13 @@ function decodeWithAttachments(buf: Buffer, start: number, end: number): unknown
     attachments[i] = buf.subarray(a, a + lengths[i]);
     a += lengths[i];
   }
-  return JSON.parse(readUtf8(buf, o, jsonEnd), function (_key, value: unknown) {
+  return JSON.parse(readUtf8(buf, o, jsonEnd), reviver(attachments));
+}
+
+/** Puts attachments back in place of their placeholders, and unescapes user keys that start with U+0000. */
+function reviver(attachments: Buffer[]): (key: string, value: unknown) => unknown {
+  const count = attachments.length;
+  return function (_key, value) {
     if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
     let hasMarked = false;
     for (const k in value) {
@@ -209,7 +234,7 @@ function decodeWithAttachments(buf: Buffer, start: number, end: number): unknown
     const unescaped: Record<string, unknown> = {};
     for (const k of keys) unescaped[k.charCodeAt(0) === 0 ? k.slice(1) : k] = record[k];
     return unescaped;
-  });
+  };
 }
 
 /** v8.deserialize, except that a Uint8Array arrives as a Buffer over the same bytes. */

@@ -17,6 +17,7 @@ import { StreamFeature } from '../features/streams/classes.streamfeature.js';
 import { PubSubBroker } from '../features/pubsub/classes.broker.js';
 import { HubServices } from '../features/services/classes.hubservices.js';
 import { registerIntrospection } from './introspection.js';
+import { createBridgeHooks, type IBridgeHooks } from './bridgehooks.js';
 import type { ICallOptions, IProvideOptions, IServiceInfo, TServiceMethods } from '../interfaces/services.js';
 import { durationMs, emptyMetrics, nonEmptyString, oneOf, resolveServer, type IResolvedServer } from '../smartipc.options.js';
 import { startTimer } from '../smartipc.timers.js';
@@ -78,6 +79,9 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   private totalConnections = 0;
   private readonly pubsub: PubSubBroker;
   private readonly services: HubServices;
+  /** Bridges (./nats) watch handlers and services come and go. */
+  private readonly handlerListeners = new Set<() => void>();
+  private readonly serviceListeners = new Set<() => void>();
 
   constructor(options: IIpcServerOptions) {
     super();
@@ -94,8 +98,14 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       maxCallDepth: this.options.maxCallDepth,
       connectionOf: (clientId) => this.clients.get(clientId)?.connection,
       clientIds: () => [...this.clients.keys()],
-      onRegistered: (info) => this.emit('serviceRegistered', info),
-      onUnregistered: (info) => this.emit('serviceUnregistered', info),
+      onRegistered: (info) => {
+        for (const listener of this.serviceListeners) listener();
+        this.emit('serviceRegistered', info);
+      },
+      onUnregistered: (info) => {
+        for (const listener of this.serviceListeners) listener();
+        this.emit('serviceUnregistered', info);
+      },
       wantsCallEvents: () => this.listenerCount('callRouted') > 0 || this.listenerCount('callCompleted') > 0,
       onCallRouted: (info) => this.emit('callRouted', info),
       onCallCompleted: (info) => this.emit('callCompleted', info),
@@ -177,11 +187,14 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   public onMessage<TReq = unknown, TRes = unknown>(type: string, handler: (data: TReq, clientId: string, context: IMessageContext) => TRes | Promise<TRes> | void): this {
     checkHandler(type, handler);
     this.handlers.set(type, handler as TMessageHandler);
+    for (const listener of this.handlerListeners) listener();
     return this;
   }
 
   public offMessage(type: string): this {
-    if (!isReservedType(type)) this.handlers.delete(type);
+    if (!isReservedType(type) && this.handlers.delete(type)) {
+      for (const listener of this.handlerListeners) listener();
+    }
     return this;
   }
 
@@ -330,6 +343,25 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       metrics: { ...this.metrics, requestsInFlight },
       pubsub: this.pubsub.getStats(),
     };
+  }
+
+  /** @internal What a bridge (the ./nats subpath) needs: handlers, services and pub/sub of this hub. */
+  public bridgeHooks(): IBridgeHooks {
+    return createBridgeHooks({
+      id: this.options.id,
+      serialization: this.options.serialization,
+      handlers: this.handlers,
+      handlerListeners: this.handlerListeners,
+      serviceListeners: this.serviceListeners,
+      pubsub: this.pubsub,
+      services: this.services,
+      requestTimeoutMs: this.options.requestTimeoutMs,
+      emitStream: (info, readable) => {
+        if (this.listenerCount('stream') === 0) return false;
+        this.emit('stream', info, readable);
+        return true;
+      },
+    });
   }
 
   // ---- connections -----------------------------------------------------------------------------

@@ -83,6 +83,7 @@ export class PubSubBroker {
   private readonly encoder = new FrameEncoder();
   private readonly patternStats = new Map<string, IPubSubPatternStats>();
   private seq = 0;
+  private tap?: (topic: string, encoded: IEncodedPayload, from: string) => void;
   private published = 0;
   private delivered = 0;
   private dropped = 0;
@@ -108,7 +109,23 @@ export class PubSubBroker {
   /** Publishes from the server itself (`from` is 'server'). Throws TypeError for an invalid topic. Returns the number of clients it was queued for. */
   public publish(topic: string, data: unknown): number {
     assertValidTopic(topic);
-    return this.fanOut(topic, encodePayload(data, this.host.serialization, `publish to "${topic}"`), 'server', undefined);
+    const encoded = encodePayload(data, this.host.serialization, `publish to "${topic}"`);
+    this.tap?.(topic, encoded, 'server');
+    return this.fanOut(topic, encoded, 'server', undefined);
+  }
+
+  /**
+   * Publishes as `from` (a publisher beyond this hub, e.g. over a NATS bridge): local subscribers
+   * get it, the tap does not (so a bridge never echoes it back).
+   */
+  public publishFrom(topic: string, encoded: IEncodedPayload, from: string): number {
+    assertValidTopic(topic);
+    return this.fanOut(topic, encoded, from, undefined);
+  }
+
+  /** Sees every publish this broker handles (from clients and the server), except publishFrom's. One tap. */
+  public setTap(tap: ((topic: string, encoded: IEncodedPayload, from: string) => void) | undefined): void {
+    this.tap = tap;
   }
 
   public getStats(): IServerPubSubStats {
@@ -181,6 +198,7 @@ export class PubSubBroker {
     const payload = frame.payload;
     // Attachments stay inside the payload bytes: the frame keeps its flag bit, nothing is decoded.
     const encoded: IEncodedPayload = { encoding: frame.flags & (FLAG_ENCODING_MASK | FLAG_HAS_ATTACHMENTS), payload: payload.length > 0 ? payload : undefined };
+    this.tap?.(topic, encoded, publisher.clientId);
     this.fanOut(topic, encoded, publisher.clientId, publisher);
   }
 
