@@ -12,6 +12,10 @@ export { Heartbeat, type IHeartbeatHost, type IHeartbeatOptions } from './channe
 export { Backoff } from './channel/classes.backoff.js';
 export { Outbox } from './channel/classes.outbox.js';
 export { SendCredit, ReceiveWindow } from './channel/streams/classes.creditwindow.js';
-export { encodePayload, decodePayload, serialize, decodeRange } from './channel/serializer.js';
+export { encodePayload, decodePayload, serialize, decodeRange, type IEncodedPayload } from './channel/serializer.js';
 export { invalidArgument, isIpcErrorCode, toRemoteError } from './smartipc.errors.js';
 export * as wire from './interfaces/wire.js';
+export { OutgoingStream, type IOutgoingStreamSpec, type IStreamSendHost } from './channel/streams/classes.outgoingstream.js';
+export { IncomingStream, type IStreamReceiveHost } from './channel/streams/classes.incomingstream.js';
+export { FROM_SENDER, FROM_RECEIVER, parseCancelPayload, toCancelPayload, type IStreamOpenPayload, type IStreamEndPayload } from './channel/streams/protocol.js';
+export { generateClientId } from './client/classes.ipcclient.js';
