@@ -1,0 +1,82 @@
+/**
+ * Payloads and error replies on NATS. A payload is what the core serializer makes of the data: a
+ * JSON string, a node:v8 structured-clone Buffer, or nothing (undefined). The receiver needs no
+ * header to tell them apart: an empty payload is undefined, a v8 buffer starts with its version
+ * tag 0xFF (which no JSON text does), anything else is JSON. So a host serializing 'advanced' and
+ * one serializing 'json' can still read each other (what JSON cannot carry stays the sender's problem).
+ */
+import { smartipc, type MsgHdrs } from './nats.plugins.js';
+import { NATS_HEADER, NATS_HEADER_OVERHEAD_BYTES } from './nats.constants.js';
+
+const V8_VERSION_TAG = 0xff;
+const EMPTY = new Uint8Array(0);
+
+export type TNatsPayload = string | Uint8Array;
+
+/** Data as a NATS payload. Throws PROTOCOL_ERROR for data the serialization cannot carry. */
+export function encodeData(data: unknown, json: boolean, what: string): TNatsPayload {
+  const payload = smartipc.serialize(data, json, what);
+  return payload === undefined ? EMPTY : payload;
+}
+
+/** The payload encoding a receiver infers (see the file comment). */
+export function encodingOfBytes(bytes: Uint8Array): smartipc.EPayloadEncoding {
+  if (bytes.length === 0) return smartipc.EPayloadEncoding.None;
+  return bytes[0] === V8_VERSION_TAG ? smartipc.EPayloadEncoding.V8 : smartipc.EPayloadEncoding.Json;
+}
+
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** A NATS payload as data. Throws PROTOCOL_ERROR for bytes that do not decode. */
+export function decodeData(bytes: Uint8Array): unknown {
+  if (bytes.length === 0) return undefined;
+  return smartipc.decodeRange(encodingOfBytes(bytes), asBuffer(bytes), 0, bytes.length);
+}
+
+export function payloadBytes(payload: TNatsPayload): number {
+  return typeof payload === 'string' ? Buffer.byteLength(payload, 'utf8') : payload.byteLength;
+}
+
+/** Bytes the headers add to a message (what counts against max_payload beside the payload). */
+export function headerBytes(fields: Record<string, string>): number {
+  let bytes = NATS_HEADER_OVERHEAD_BYTES;
+  for (const key in fields) bytes += key.length + Buffer.byteLength(fields[key], 'utf8') + 4;
+  return bytes;
+}
+
+/** The body of an error reply (its code travels in the Sipc-Error header). */
+export interface INatsErrorBody {
+  message: string;
+  remote?: smartipc.IRemoteError;
+}
+
+export function errorBody(error: smartipc.IpcError): string {
+  const body: INatsErrorBody = { message: error.message, ...(error.remote ? { remote: error.remote } : {}) };
+  return JSON.stringify(body);
+}
+
+/** An IpcError from an error reply (code from the header, message and remote from the body). */
+export function errorFromReply(code: string, bytes: Uint8Array): smartipc.IpcError {
+  let body: Partial<INatsErrorBody> = {};
+  try {
+    body = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')) as INatsErrorBody;
+  } catch {
+    body = { message: `error reply with code ${code}` };
+  }
+  const known = smartipc.isIpcErrorCode(code) ? code : 'HANDLER_ERROR';
+  return new smartipc.IpcError(known, typeof body.message === 'string' ? body.message : `error ${code}`, body.remote ? { remote: body.remote } : {});
+}
+
+/** Parses the Sipc-Headers JSON of a message; undefined when absent or unreadable. */
+export function userHeaders(headers: MsgHdrs | undefined): Record<string, unknown> | undefined {
+  const text = headers?.get(NATS_HEADER.headers);
+  if (!text) return undefined;
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
