@@ -207,6 +207,19 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
     this.participants.delete(participant);
   }
 
+  /**
+   * @internal Headers that never change (a client's From and Src), encoded once: nats.js encodes
+   * a header object on every publish otherwise. Frozen: do not set fields on the result.
+   */
+  public constantHeaders(fields: Record<string, string>): MsgHdrs {
+    const headers = this.headers(fields) as MsgHdrs & { encode?: () => Uint8Array };
+    if (typeof headers.encode === 'function') {
+      const bytes = headers.encode();
+      headers.encode = () => bytes;
+    }
+    return headers;
+  }
+
   /** @internal NATS headers with these fields. */
   public headers(fields: Record<string, string>): MsgHdrs {
     const headers = this.nats.headers();

@@ -1,7 +1,7 @@
 import * as plugins from './nats.plugins.js';
 import { smartipc, type Msg, type MsgHdrs, type Subscription } from './nats.plugins.js';
 import { DEFAULT_NATS_MAX_CONCURRENT_STREAMS, NATS_HEADER } from './nats.constants.js';
-import { decodeData, encodeData, errorBody, errorFromReply, headerBytes, payloadBytes, userHeaders, type TNatsPayload } from './nats.codec.js';
+import { decodeData, encodeData, errorBody, errorFromReply, headerBytes, headerOf, payloadBytes, userHeaders, type TNatsPayload } from './nats.codec.js';
 import { decodeTopic, decodeType, encodeType as encodeTypeUncached } from './nats.subjects.js';
 import { NatsOutbox, type INatsOutboxEntry } from './classes.natsoutbox.js';
 import { NatsStreamEndpoint } from './classes.natsstreams.js';
@@ -51,9 +51,11 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> i
   private readonly metrics: smartipc.IIpcMetrics = { messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0, requestsInFlight: 0, errors: 0 };
   private readonly pubsubStats: smartipc.IClientPubSubStats = { subscriptions: 0, published: 0, received: 0, droppedLocally: 0 };
   private reconnectAttempts = 0;
-  // Reused for every send: nats.js encodes headers synchronously inside publish().
+  // Encoded once and reused for every message (From) and publish (From, Src).
   private readonly plainHeaders: MsgHdrs;
   private readonly plainHeaderBytes: number;
+  private readonly publishHeaders: MsgHdrs;
+  private readonly publishHeaderBytes: number;
   private readonly requestPrefix: string;
   private readonly messagePrefix: string;
   private readonly topicPrefixLength: number;
@@ -73,9 +75,12 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> i
     };
     this.outbox = new NatsOutbox(this.outboxBounds.maxMessages, this.outboxBounds.maxBytes);
     this.inbox = bridge.newInbox();
-    const fields = { [NATS_HEADER.from]: this.clientId, [NATS_HEADER.src]: this.src };
-    this.plainHeaders = bridge.headers(fields);
+    const fields = { [NATS_HEADER.from]: this.clientId };
+    this.plainHeaders = bridge.constantHeaders(fields);
     this.plainHeaderBytes = headerBytes(fields);
+    const publishFields = { [NATS_HEADER.from]: this.clientId, [NATS_HEADER.src]: this.src };
+    this.publishHeaders = bridge.constantHeaders(publishFields);
+    this.publishHeaderBytes = headerBytes(publishFields);
     this.requestPrefix = bridge.subjects.requestPrefix(this.id);
     this.messagePrefix = bridge.subjects.messagePrefix(this.id);
     this.topicPrefixLength = bridge.subjects.topicPrefix(this.id).length;
@@ -138,7 +143,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> i
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.send(this.messagePrefix + encodeTypeCached(type), payload, `message "${type}"`);
+    return this.send(this.messagePrefix + encodeTypeCached(type), payload, `message "${type}"`, this.plainHeaders, this.plainHeaderBytes);
   }
 
   /**
@@ -170,7 +175,6 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> i
     const headers = (): MsgHdrs => {
       const h = this.bridge.headers({
         [NATS_HEADER.from]: this.clientId,
-        [NATS_HEADER.src]: this.src,
         [NATS_HEADER.timeoutMs]: String(Math.max(0, Math.round(deadline - performance.now()))),
       });
       if (userHeaderText !== undefined) h.set(NATS_HEADER.headers, userHeaderText);
@@ -261,7 +265,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> i
       return Promise.reject(err);
     }
     this.pubsubStats.published++;
-    return this.send(this.bridge.subjects.topic(this.id, topic), payload, `publish to "${topic}"`);
+    return this.send(this.bridge.subjects.topic(this.id, topic), payload, `publish to "${topic}"`, this.publishHeaders, this.publishHeaderBytes);
   }
 
   // ---- streams ---------------------------------------------------------------------------------
@@ -436,12 +440,12 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> i
   }
 
   /** A message or publish: to NATS now, or into the outbox while holding. */
-  private send(subject: string, payload: TNatsPayload, what: string): Promise<void> {
-    const bytes = payloadBytes(payload) + this.plainHeaderBytes;
+  private send(subject: string, payload: TNatsPayload, what: string, headers: MsgHdrs, headersBytes: number): Promise<void> {
+    const bytes = payloadBytes(payload) + headersBytes;
     try {
       this.bridge.checkSize(bytes, what);
       if (!this.holding) {
-        this.bridge.publish(subject, payload, this.plainHeaders);
+        this.bridge.publish(subject, payload, headers);
         this.metrics.messagesSent++;
         this.metrics.bytesSent += bytes;
         return RESOLVED;
@@ -451,7 +455,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> i
     }
     return new Promise<void>((resolve, reject) => {
       try {
-        this.outbox.push({ subject, payload, bytes, headers: () => this.plainHeaders, resolve, reject });
+        this.outbox.push({ subject, payload, bytes, headers: () => headers, resolve, reject });
       } catch (err) {
         reject(err);
       }
@@ -535,8 +539,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> i
   }
 
   private onPublish(entry: ISubscriptionEntry, msg: Msg): void {
-    const headers = msg.headers;
-    if (headers?.get(NATS_HEADER.src) === this.src) return; // our own publish: never echoed
+    if (headerOf(msg, NATS_HEADER.src) === this.src) return; // our own publish: never echoed
     if (this.state !== 'connected' && this.state !== 'reconnecting') return;
     this.pubsubStats.received++;
     this.metrics.messagesReceived++;
@@ -548,7 +551,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> i
       this.emitError(err as smartipc.IpcError);
       return;
     }
-    const info: smartipc.IPublishInfo = { topic: decodeTopic(msg.subject.slice(this.topicPrefixLength)), from: headers?.get(NATS_HEADER.from) ?? '' };
+    const info: smartipc.IPublishInfo = { topic: decodeTopic(msg.subject.slice(this.topicPrefixLength)), from: headerOf(msg, NATS_HEADER.from) ?? '' };
     for (const handler of entry.handlers) {
       try {
         const result = handler(data, info);

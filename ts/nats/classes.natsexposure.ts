@@ -2,7 +2,7 @@ import * as plugins from './nats.plugins.js';
 import { smartipc, type Msg, type MsgHdrs, type Subscription } from './nats.plugins.js';
 import { DEFAULT_NATS_MAX_CONCURRENT_STREAMS, NATS_HEADER } from './nats.constants.js';
 import { decodeTopic, decodeType, encodeType } from './nats.subjects.js';
-import { decodeData, encodeData, errorBody, errorFromReply, headerBytes, payloadBytes, userHeaders, type TNatsPayload } from './nats.codec.js';
+import { decodeData, encodeData, errorBody, errorFromReply, headerBytes, headerOf, payloadBytes, userHeaders, type TNatsPayload } from './nats.codec.js';
 import { NatsOutbox } from './classes.natsoutbox.js';
 import { NatsStreamEndpoint } from './classes.natsstreams.js';
 import type { INatsParticipant, NatsBridge } from './classes.natsbridge.js';
@@ -241,7 +241,7 @@ export class NatsExposure implements INatsParticipant {
     const invocationHeaders = userHeaders(headers);
     this.stats.requests++;
     this.activeHandlers++;
-    let result: Promise<unknown>;
+    let result: unknown;
     try {
       result = this.server.invoke(data, {
         type,
@@ -252,7 +252,14 @@ export class NatsExposure implements INatsParticipant {
         signal: this.abort.signal,
       });
     } catch (err) {
-      result = Promise.reject(err);
+      this.activeHandlers--;
+      this.replyError(reply, toIpcError(err));
+      return;
+    }
+    if (!isThenable(result)) {
+      this.activeHandlers--;
+      this.reply(reply, type, result);
+      return;
     }
     result.then(
       (value) => {
@@ -268,7 +275,6 @@ export class NatsExposure implements INatsParticipant {
 
   private onMessage(msg: Msg, knownType: string | undefined): void {
     const type = knownType ?? decodeTypeTail(msg.subject, this.messagePrefix.length);
-    const headers = msg.headers;
     let data: unknown;
     try {
       data = decodeData(msg.data);
@@ -278,23 +284,26 @@ export class NatsExposure implements INatsParticipant {
     }
     this.stats.messages++;
     this.activeHandlers++;
-    let result: Promise<unknown>;
+    const failed = (err: unknown) => {
+      this.activeHandlers--;
+      const error = toIpcError(err);
+      if (error.code === 'NO_HANDLER') debugNats('exposure %s: no handler for message "%s"; dropped', this.id, type);
+      else this.emitError(error);
+    };
+    let result: unknown;
     try {
-      result = this.server.invoke(data, { type, peerId: headers?.get(NATS_HEADER.from) ?? '', isRequest: false, signal: this.abort.signal });
+      result = this.server.invoke(data, { type, peerId: headerOf(msg, NATS_HEADER.from) ?? '', isRequest: false, signal: this.abort.signal });
     } catch (err) {
-      result = Promise.reject(err);
+      failed(err);
+      return;
     }
-    result.then(
-      () => {
-        this.activeHandlers--;
-      },
-      (err: unknown) => {
-        this.activeHandlers--;
-        const error = toIpcError(err);
-        if (error.code === 'NO_HANDLER') debugNats('exposure %s: no handler for message "%s"; dropped', this.id, type);
-        else this.emitError(error);
-      },
-    );
+    if (!isThenable(result)) {
+      this.activeHandlers--;
+      return;
+    }
+    result.then(() => {
+      this.activeHandlers--;
+    }, failed);
   }
 
   private reply(reply: string, type: string, value: unknown): void {
@@ -337,8 +346,7 @@ export class NatsExposure implements INatsParticipant {
 
   /** A publish from NATS (a NATS client, or another host's local broker): into the local broker, unless it is our own. */
   private onRemotePublish(msg: Msg): void {
-    const headers = msg.headers;
-    if (headers?.get(NATS_HEADER.src) === this.src) return;
+    if (headerOf(msg, NATS_HEADER.src) === this.src) return;
     let data: unknown;
     try {
       data = decodeData(msg.data);
@@ -348,7 +356,7 @@ export class NatsExposure implements INatsParticipant {
     }
     this.stats.publishesIn++;
     const topic = decodeTopic(msg.subject.slice(this.topicPrefixLength));
-    this.server.publishLocal(topic, data, headers?.get(NATS_HEADER.from) ?? '').catch((err: unknown) => this.emitError(toIpcError(err)));
+    this.server.publishLocal(topic, data, headerOf(msg, NATS_HEADER.from) ?? '').catch((err: unknown) => this.emitError(toIpcError(err)));
   }
 
   /** A local publish: to NATS (once), held in the outbox while NATS is down. */
@@ -418,6 +426,10 @@ export class NatsExposure implements INatsParticipant {
 
 function decodeTypeTail(subject: string, prefixLength: number): string {
   return decodeType(subject.slice(prefixLength));
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && typeof value === 'object' && typeof (value as PromiseLike<unknown>).then === 'function';
 }
 
 function toIpcError(err: unknown): smartipc.IpcError {

@@ -212,6 +212,8 @@ class IncomingLink implements smartipc.IStreamReceiveHost {
   private verified = false;
   private delivered = false;
   private done = false;
+  private cancelPayload?: TNatsPayload;
+  private cancelSent = false;
 
   constructor(
     private readonly endpoint: NatsStreamEndpoint,
@@ -233,8 +235,11 @@ class IncomingLink implements smartipc.IStreamReceiveHost {
         this.maybeAcknowledge();
         return Promise.resolve();
       } else if (kind === EFrameKind.StreamCancel) {
+        // Sent on the next turn: when the local delivery fails, the readable is destroyed first
+        // (a generic STREAM_CANCELLED) and the real reason (e.g. NO_HANDLER) follows as a rejection.
         this.done = true;
-        this.bridge.publish(this.feedback, toPayload(encoded), this.bridge.headers({ [NATS_HEADER.stream]: 'cancel' }));
+        this.cancelPayload = toPayload(encoded);
+        setImmediate(() => this.flushCancel());
       }
       this.lastSent = performance.now();
       return Promise.resolve();
@@ -254,15 +259,14 @@ class IncomingLink implements smartipc.IStreamReceiveHost {
       return;
     }
     const reason = error instanceof smartipc.IpcError ? error : new smartipc.IpcError('HANDLER_ERROR', (error as Error)?.message ?? String(error), { cause: error, remote: smartipc.toRemoteError(error) });
-    // Still open: cancelling tells the sender. Complete (all data verified) but not delivered: tell it here.
+    // The sender learns this reason, whether or not a cancel is already on its way.
     this.stream.cancel(reason);
-    if (!this.done && this.bridge.isConnected) {
+    const payload = JSON.stringify(smartipc.toCancelPayload(reason));
+    if (this.cancelPayload !== undefined) this.cancelPayload = payload;
+    else if (!this.cancelSent) {
       this.done = true;
-      try {
-        this.bridge.publish(this.feedback, JSON.stringify(smartipc.toCancelPayload(reason)), this.bridge.headers({ [NATS_HEADER.stream]: 'cancel' }));
-      } catch {
-        // nothing more to do
-      }
+      this.cancelPayload = payload;
+      this.flushCancel();
     }
     this.endpoint.forgetIncoming(this);
   }
@@ -309,6 +313,18 @@ class IncomingLink implements smartipc.IStreamReceiveHost {
       } catch {
         // the drop is reported by the bridge
       }
+    }
+  }
+
+  private flushCancel(): void {
+    const payload = this.cancelPayload;
+    if (payload === undefined || this.cancelSent) return;
+    this.cancelPayload = undefined;
+    this.cancelSent = true;
+    try {
+      this.bridge.publish(this.feedback, payload, this.bridge.headers({ [NATS_HEADER.stream]: 'cancel' }));
+    } catch {
+      // the sender fails on its own (drop or silence)
     }
   }
 

@@ -107,8 +107,12 @@ export interface INatsExposableServer {
   getHandlerTypes?(): string[] | undefined;
   /** Calls `listener` whenever a handler is added or removed. Returns the unsubscribe. */
   onHandlersChanged?(listener: () => void): () => void;
-  /** Runs the handler of `invocation.type`: resolves its result; rejects NO_HANDLER when there is none, HANDLER_ERROR (with remote) when it threw. */
-  invoke(data: unknown, invocation: INatsInvocation): Promise<unknown>;
+  /**
+   * Runs the handler of `invocation.type`: returns its result (a value, or a promise of it);
+   * throws or rejects NO_HANDLER when there is none, HANDLER_ERROR (with remote) when it threw.
+   * A synchronous result saves a promise per message.
+   */
+  invoke(data: unknown, invocation: INatsInvocation): unknown;
   /** Every publish of the local broker (from a local client or the server itself) with its publisher's id. Returns the unsubscribe. */
   tapPublishes(listener: (topic: string, data: unknown, from: string) => void): Promise<() => void>;
   /** Publishes into the local broker as `from`; the local subscribers get it and `tapPublishes` does not see it (no echo). */
