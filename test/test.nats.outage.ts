@@ -4,6 +4,7 @@
 // subscriptions are restored, and the outbox bound holds.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { SmartIpc, IpcError, type IPublishInfo } from '../ts/index.js';
 import { expectIpcError, waitForEvent, waitUntil, withTimeout } from './helpers/fixtures.js';
 import { NatsScene, NatsServerProcess } from './helpers/nats-fixtures.js';
@@ -140,7 +141,7 @@ test('the outbox is bounded while NATS is down: past maxMessages a send rejects 
   await expectIpcError(client.sendMessage('record', 5), 'NOT_CONNECTED', 1_000);
   await expectIpcError(client.request('record', 6), 'NOT_CONNECTED', 1_000);
   // Streams need a live connection.
-  await expectIpcError(client.sendStream([Buffer.alloc(1)]), 'NOT_CONNECTED', 1_000);
+  await expectIpcError(client.sendStream(Readable.from([Buffer.alloc(1)], { objectMode: false })), 'NOT_CONNECTED', 1_000);
   const reconnected = waitForEvent(client, 'connect', 20_000);
   await nats.restart();
   await reconnected;

@@ -9,6 +9,7 @@ import {
   NATS_PROBE_MAX_DELAY_MS,
   NATS_PROBE_TIMEOUT_MS,
   NATS_STREAM_PING_INTERVAL_MS,
+  NATS_CLOSE_DRAIN_TIMEOUT_MS,
 } from './nats.constants.js';
 import { describeInvalidNamespace, NatsSubjects } from './nats.subjects.js';
 import { debugNats } from './nats.log.js';
@@ -349,7 +350,22 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
     await Promise.all(participants.map((participant) => participant.beginClose().catch(() => undefined)));
     await Promise.all(participants.map((participant) => participant.whenIdle()));
     try {
-      if (!this.connection.isClosed()) await this.connection.drain();
+      // A drain flushes through the server: bounded, so a close during an outage does not wait for NATS to come back.
+      if (!this.connection.isClosed()) {
+        let timer: NodeJS.Timeout | undefined;
+        const drained = this.connection.drain();
+        const gaveUp = await Promise.race([
+          drained.then(() => false),
+          new Promise<boolean>((resolve) => {
+            timer = setTimeout(() => resolve(true), NATS_CLOSE_DRAIN_TIMEOUT_MS);
+          }),
+        ]);
+        clearTimeout(timer);
+        if (gaveUp) {
+          drained.catch(() => undefined);
+          await this.connection.close();
+        }
+      }
     } catch (err) {
       debugNats('drain failed, closing: %s', (err as Error).message);
       await this.connection.close().catch(() => undefined);

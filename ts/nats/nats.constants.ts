@@ -52,3 +52,6 @@ export const DEFAULT_NATS_MAX_CONCURRENT_STREAMS = 32;
 
 /** Bytes of NATS header framing per message beside the names and values ("NATS/1.0\r\n", "\r\n\r\n"). */
 export const NATS_HEADER_OVERHEAD_BYTES = 16;
+
+/** close(): how long the NATS connection may take to drain before it is closed anyway (ms). */
+export const NATS_CLOSE_DRAIN_TIMEOUT_MS = 5_000;
