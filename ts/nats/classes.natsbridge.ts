@@ -263,7 +263,7 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
    * @internal Whether some host answers for server `id` (its `<ns>.hello.<id>` subscription),
    * retrying with backoff until `budgetMs` is spent. Resolves false when nobody answered in time.
    */
-  public async probe(id: string, budgetMs: number, shouldStop: () => boolean = () => false): Promise<boolean> {
+  public async probe(id: string, budgetMs: number, shouldStop: () => boolean = () => false, once = false): Promise<boolean> {
     const deadline = performance.now() + budgetMs;
     let delay = NATS_PROBE_INITIAL_DELAY_MS;
     for (;;) {
@@ -278,7 +278,7 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
         }
       }
       const remaining = deadline - performance.now();
-      if (remaining <= 0) return false;
+      if (once || remaining <= 0) return false;
       await new Promise((resolve) => setTimeout(resolve, Math.min(delay, remaining)).unref());
       delay = Math.min(delay * 2, NATS_PROBE_MAX_DELAY_MS);
     }

@@ -1,6 +1,6 @@
 import * as plugins from './nats.plugins.js';
 import { smartipc, type Msg, type MsgHdrs, type Subscription } from './nats.plugins.js';
-import { DEFAULT_NATS_MAX_CONCURRENT_STREAMS, NATS_HEADER } from './nats.constants.js';
+import { DEFAULT_NATS_MAX_CONCURRENT_STREAMS, NATS_HEADER, NATS_PROBE_TIMEOUT_MS } from './nats.constants.js';
 import { decodeData, encodeData, errorBody, errorFromReply, headerBytes, headerOf, payloadBytes, userHeaders, type TNatsPayload } from './nats.codec.js';
 import { decodeTopic, decodeType, encodeType as encodeTypeUncached } from './nats.subjects.js';
 import { NatsOutbox, type INatsOutboxEntry } from './classes.natsoutbox.js';
@@ -236,7 +236,8 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> i
       this.pubsubStats.subscriptions = this.subscriptions.size;
     }
     entry.handlers.add(handler as smartipc.TSubscriptionHandler);
-    if (this.bridge.isConnected) await this.bridge.connection.flush();
+    // Registered either way: the NATS client re-sends it after a reconnect.
+    if (this.bridge.isConnected) await this.bridge.connection.flush().catch(() => undefined);
   }
 
   /** Removes one handler, or every handler of the pattern (with or without queue). */
@@ -389,7 +390,11 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> i
         if (!this.bridge.isConnected) throw new smartipc.IpcError('SERVER_UNAVAILABLE', `NATS did not come back within ${budget} ms`);
       }
       if (this.natsSubscriptions.length === 0) this.subscribeOwnSubjects();
-      await this.bridge.connection.flush();
+      try {
+        await this.bridge.connection.flush();
+      } catch (err) {
+        throw new smartipc.IpcError('SERVER_UNAVAILABLE', `NATS dropped while subscribing: ${(err as Error).message}`, { cause: err });
+      }
       if (waitForReady) {
         if (!(await this.bridge.probe(this.id, budget, () => this.state === 'closed'))) {
           throw new smartipc.IpcError('SERVER_UNAVAILABLE', `no host exposes server "${this.id}" on NATS (namespace "${this.bridge.namespace}") after ${budget} ms`);
@@ -397,7 +402,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> i
         this.hostSeen = true;
       } else {
         // One look, not waited for: whether a host exists decides if the outbox waits for it after a reconnect.
-        this.bridge.probe(this.id, 0).then((seen) => {
+        this.bridge.probe(this.id, NATS_PROBE_TIMEOUT_MS, () => this.state === 'closed', true).then((seen) => {
           if (seen) this.hostSeen = true;
         }, () => undefined);
       }
