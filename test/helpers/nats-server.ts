@@ -107,6 +107,10 @@ export class NatsServerProcess {
       this.stderrTail = (this.stderrTail + text).slice(-4000);
     });
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    // A test process that dies without its after() hook must not leave a nats-server behind.
+    const killOnExit = () => child.kill('SIGKILL');
+    process.once('exit', killOnExit);
+    child.once('exit', () => process.removeListener('exit', killOnExit));
     child.unref();
     (child.stderr as unknown as { unref?: () => void }).unref?.();
     const deadline = performance.now() + (this.options.startTimeoutMs ?? 10_000);
