@@ -57,3 +57,8 @@ export { createBridgeHooks, type IBridgeHooks, type IBridgeInvocation, type IBri
 export { RawPayload, passThrough, isPassThrough } from './channel/rpc/rawpayload.js';
 export { CallContext, CALL_HEADER, nextChain, takeChain, joinNames, splitNames } from './features/services/callchain.js';
 export { decodeEncoded } from './channel/serializer.js';
+
+export { OutgoingStream, type IOutgoingStreamSpec, type IStreamSendHost } from './features/streams/classes.outgoingstream.js';
+export { IncomingStream, type IStreamReceiveHost } from './features/streams/classes.incomingstream.js';
+export { FROM_SENDER, FROM_RECEIVER, parseCancelPayload, toCancelPayload, type IStreamOpenPayload, type IStreamEndPayload } from './features/streams/protocol.js';
+export { generateClientId } from './client/classes.ipcclient.js';

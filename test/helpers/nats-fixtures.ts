@@ -1,0 +1,47 @@
+// Fixtures of the NATS tests: bridges on a real nats-server, exposed local servers, bounded waits.
+import { NatsBridge, type INatsBridgeOptions, type NatsClient, type INatsClientOptions } from '../../ts/nats/index.js';
+import { SmartIpc, type IpcServer } from '../../ts/index.js';
+import { uniqueId, uniqueSocketPath } from './fixtures.js';
+import { NatsServerProcess } from './nats-server.js';
+
+export { NatsServerProcess };
+
+/** Tracks bridges, clients and servers and closes them in reverse order. */
+export class NatsScene {
+  private readonly closers: Array<() => Promise<unknown>> = [];
+  /** A unique namespace per scene, so tests never see each other's traffic on a shared nats-server. */
+  public readonly namespace = `t${process.pid}x${Math.random().toString(36).slice(2, 8)}`;
+
+  constructor(public readonly nats: NatsServerProcess) {}
+
+  public async bridge(options: Partial<INatsBridgeOptions> = {}): Promise<NatsBridge> {
+    const bridge = await NatsBridge.connect({ servers: this.nats.url, namespace: this.namespace, reconnectTimeWait: 100, ...options });
+    bridge.on('error', () => undefined);
+    this.closers.push(() => bridge.close());
+    return bridge;
+  }
+
+  public async client(bridge: NatsBridge, options: INatsClientOptions): Promise<NatsClient> {
+    const client = bridge.createClient(options);
+    await client.connect();
+    this.closers.push(() => client.disconnect());
+    return client;
+  }
+
+  /** A started local IpcServer (Unix socket) with the given id. */
+  public async server(id = uniqueId('nats')): Promise<IpcServer> {
+    const server = SmartIpc.createServer({ id, socketPath: uniqueSocketPath('nats'), autoCleanupSocketFile: true, heartbeat: false });
+    server.on('error', () => undefined);
+    await server.start();
+    this.closers.push(() => server.stop({ graceMs: 0 }));
+    return server;
+  }
+
+  public onClose(closer: () => Promise<unknown>): void {
+    this.closers.push(closer);
+  }
+
+  public async close(): Promise<void> {
+    for (const close of this.closers.splice(0).reverse()) await close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,27 @@
+// Every import of the ./nats subpath, in one place: node built-ins, then the library (only through
+// its index and internal faces), then types of the NATS client. The NATS client itself is loaded
+// at run time by NatsBridge.connect (dynamic import), never here: importing the package root, or
+// even this subpath, does not load it.
+import * as crypto from 'node:crypto';
+import * as events from 'node:events';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as stream from 'node:stream';
+import * as util from 'node:util';
+import * as v8 from 'node:v8';
+
+export { crypto, events, fs, path, stream, util, v8 };
+
+export * as smartipc from '../internal.js';
+
+export type {
+  NatsConnection,
+  NodeConnectionOptions,
+  Msg,
+  MsgHdrs,
+  Subscription,
+  Status,
+} from '@nats-io/transport-node';
+
+/** The part of `@nats-io/transport-node` the bridge uses, as loaded by `import()`. */
+export type TNatsModule = typeof import('@nats-io/transport-node');
