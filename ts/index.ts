@@ -18,6 +18,7 @@ export type * from './interfaces/events.js';
 export type * from './interfaces/streams.js';
 export type * from './interfaces/pubsub.js';
 export type * from './interfaces/services.js';
+export type * from './interfaces/security.js';
 export type { IServerIntrospection } from './server/introspection.js';
 export * as defaults from './smartipc.defaults.js';
 export { Observable } from './plugins.rxjs.js';

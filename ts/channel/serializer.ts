@@ -9,6 +9,8 @@ import * as plugins from '../plugins.js';
 import { IpcError } from '../smartipc.errors.js';
 import { readUtf8 } from '../framing/utf8.js';
 import { EPayloadEncoding, FLAG_ENCODING_MASK, FLAG_HAS_ATTACHMENTS, type TSerialization } from '../interfaces/wire.js';
+import { DEFAULT_MAX_JSON_DEPTH } from '../smartipc.defaults.js';
+import { checkJsonDepth } from '../framing/jsondepth.js';
 
 export interface IEncodedPayload {
   /**
@@ -137,16 +139,18 @@ function attachingReplacer(attachments: Buffer[]): (this: Record<string, unknown
  * serialization: a peer cannot pick a deserializer the handshake did not agree on. Throws
  * PROTOCOL_ERROR (the caller decides whether the connection survives it).
  */
-export function decodePayload(json: boolean, flags: number, buf: Buffer, start: number, end: number): unknown {
+export function decodePayload(json: boolean, flags: number, buf: Buffer, start: number, end: number, maxJsonDepth = DEFAULT_MAX_JSON_DEPTH): unknown {
   const encoding = flags & FLAG_ENCODING_MASK;
   try {
     if ((flags & FLAG_HAS_ATTACHMENTS) !== 0) {
       if (!json || encoding !== EPayloadEncoding.Json) throw new Error('attachments are only defined for JSON payloads');
+      checkJsonDepth(buf, start, end, maxJsonDepth);
       return decodeWithAttachments(buf, start, end);
     }
     switch (encoding) {
       case EPayloadEncoding.Json:
         if (!json) throw new Error("a JSON payload on an 'advanced' connection");
+        checkJsonDepth(buf, start, end, maxJsonDepth);
         return JSON.parse(readUtf8(buf, start, end));
       case EPayloadEncoding.None:
         return undefined;

@@ -7,6 +7,7 @@ import type { IIpcClientEvents, IIpcMetrics, IMessageContext, TMessageHandler } 
 import type { IpcServer } from '../server/classes.ipcserver.js';
 import { FramedLink } from '../framing/classes.framedlink.js';
 import { createMedium, describeEndpoint, type IMedium } from '../framing/media/index.js';
+import { isCertificateError, tlsFailed } from '../framing/media/tls.js';
 import { IpcConnection } from '../channel/classes.connection.js';
 import { Backoff } from '../channel/classes.backoff.js';
 import { registerWithServer } from '../channel/handshake.js';
@@ -400,8 +401,11 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
         protocolVersion: PROTOCOL_VERSION,
         serialization: this.options.serialization,
         maxMessageSize: this.options.maxMessageSize,
+        ...(this.options.authToken !== undefined ? { token: this.options.authToken } : {}),
       };
-      const { welcome, gate } = await registerWithServer(link, hello, this.options.registerTimeoutMs);
+      const { welcome, gate } = await registerWithServer(link, hello, this.options.registerTimeoutMs).catch((err: IpcError) => {
+        throw this.tlsRefusal(err) ?? err;
+      });
       if (this.isClosed()) {
         link.end();
         throw new IpcError('NOT_CONNECTED', 'disconnect() was called while connecting');
@@ -414,6 +418,17 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     }
     debug('client %s connected to %s', this.options.clientId, this.describe());
     this.emit('connect');
+  }
+
+  /**
+   * With TLS 1.3 the client's handshake completes before the server has checked the client's
+   * certificate: a refusal then arrives as an alert that drops the connection during our HELLO.
+   */
+  private tlsRefusal(error: IpcError): IpcError | undefined {
+    if (this.medium.kind !== 'tls' || error.code !== 'CONNECTION_LOST') return undefined;
+    const cause = error.cause as NodeJS.ErrnoException | undefined;
+    if (!isCertificateError(cause)) return undefined;
+    return tlsFailed(cause, this.medium.describe());
   }
 
   private onConnectionDisconnect(reason: IpcError): void {

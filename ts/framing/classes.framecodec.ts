@@ -1,5 +1,9 @@
 import { IpcError } from '../smartipc.errors.js';
 import { readUtf8, writeUtf8 } from './utf8.js';
+import { checkJsonDepth } from './jsondepth.js';
+
+/** Headers are small JSON objects; nesting deeper than this is refused with the frame. */
+const HEADERS_MAX_JSON_DEPTH = 64;
 import { WRITE_COPY_THRESHOLD_BYTES, WRITE_SLAB_BYTES } from '../smartipc.defaults.js';
 import {
   FLAG_ENCODING_MASK,
@@ -433,6 +437,7 @@ export class FrameDecoder {
       }
       const headersBytes = buf.readUInt32BE(o);
       try {
+        checkJsonDepth(buf, o + 4, o + 4 + headersBytes, HEADERS_MAX_JSON_DEPTH);
         const parsed: unknown = JSON.parse(buf.toString('utf8', o + 4, o + 4 + headersBytes));
         if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new TypeError('headers are not an object');
         headers = parsed as Record<string, unknown>;

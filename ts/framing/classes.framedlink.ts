@@ -27,9 +27,17 @@ export interface ILinkPeer {
   tlsPeerCertificate?: import('node:tls').PeerCertificate;
 }
 
+/** Bytes that several links together may hold for frames not fully arrived (a server's cap). */
+export interface IPartialFrameBudget {
+  used: number;
+  readonly limit: number;
+}
+
 export interface ILinkOptions {
-  /** Largest frame accepted from the peer. */
+  /** Largest frame accepted from the peer (a server starts a link with its small handshake limit). */
   maxMessageSize: number;
+  /** Shared with the server's other links: going over it closes this link. */
+  partialBudget?: IPartialFrameBudget;
   /** The endpoint, for messages: a path, host:port or 'child process 1234'. */
   description: string;
   peer: ILinkPeer;
@@ -49,6 +57,9 @@ export class FramedLink implements IFrameDecoderSink {
   private readonly encoder = new FrameEncoder();
   private readonly decoder: FrameDecoder;
   private flushScheduled = false;
+  /** Bytes of an incomplete frame counted in the partial budget, and since when (Date.now(); 0: none). */
+  private partialBytes = 0;
+  private partialSinceMs = 0;
   /** True while the frames of a received chunk are being handled (see scheduleFlush). */
   private dispatching = false;
   private closed = false;
@@ -62,13 +73,15 @@ export class FramedLink implements IFrameDecoderSink {
     // Each 'data' chunk is a fresh Buffer; frames handed on may keep views of it (see IFrame).
     stream.on('data', (chunk: Buffer) => {
       this.counters.bytesReceived += chunk.length;
-      this.receivedAt = Date.now();
+      const now = Date.now();
+      this.receivedAt = now;
       this.dispatching = true;
       try {
         this.decoder.push(chunk);
       } finally {
         this.dispatching = false;
       }
+      this.trackPartial(now);
     });
     stream.on('drain', () => this.releaseDrainWaiters());
     stream.on('error', (err) => {
@@ -125,6 +138,28 @@ export class FramedLink implements IFrameDecoderSink {
   /** Bytes held for a frame that has started to arrive but is not complete. */
   public get partialFrameBytes(): number {
     return this.decoder.bufferedBytes;
+  }
+
+  /** Date.now() when the incomplete frame began to arrive, 0 when there is none (a server times it). */
+  public get partialSince(): number {
+    return this.partialSinceMs;
+  }
+
+  /** After each chunk: when an incomplete frame began, and its share of the server's partial budget. */
+  private trackPartial(now: number): void {
+    const held = this.decoder.bufferedBytes;
+    if (held === 0) {
+      this.partialSinceMs = 0;
+    } else if (this.partialSinceMs === 0) {
+      this.partialSinceMs = now;
+    }
+    const budget = this.options.partialBudget;
+    if (budget === undefined || held === this.partialBytes) return;
+    budget.used += held - this.partialBytes;
+    this.partialBytes = held;
+    if (budget.used > budget.limit && held > 0 && !this.closed) {
+      this.destroy(new IpcError('PROTOCOL_ERROR', `connection from ${this.describe()} closed: incomplete frames of all connections hold over ${budget.limit} bytes`));
+    }
   }
 
   /**
@@ -247,6 +282,10 @@ export class FramedLink implements IFrameDecoderSink {
   private finish(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.options.partialBudget !== undefined) {
+      this.options.partialBudget.used -= this.partialBytes;
+      this.partialBytes = 0;
+    }
     this.releaseDrainWaiters();
     this.handler?.onClose(this.closeError);
   }

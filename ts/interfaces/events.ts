@@ -68,6 +68,8 @@ export interface IIpcServerEvents {
   error: [error: IpcError, clientId?: string];
   /** A client opened a stream (`info.clientId` says which). With no listener it is refused with NO_HANDLER. */
   stream: [info: IStreamInfo, readable: Readable];
+  /** A client was refused at its handshake (AUTH_FAILED): no token, a wrong token, authenticate said no. */
+  authFailed: [clientId: string, reason: IpcError];
   /** A connection (or the hub itself) now provides a service. */
   serviceRegistered: [info: IServiceRegisteredInfo];
   /** An instance of a service is gone (unprovide, or its connection left). */

@@ -1,5 +1,6 @@
 import type * as tls from 'node:tls';
 import type { TSerialization } from './wire.js';
+import type { IAuthOptions, IPermissions, IRateLimitOptions } from './security.js';
 
 /** A Unix domain socket (Linux, macOS) or, on Windows, a named pipe. */
 export interface ISocketPathEndpoint {
@@ -73,6 +74,24 @@ export type IIpcServerOptions = IIpcCommonOptions & TEndpoint & {
   requestTimeout?: number;
   /** Services: a call chain longer than this (order -> user -> role is 3) is refused with MAX_DEPTH_EXCEEDED. @default 16 */
   maxCallDepth?: number;
+  /** Who may connect: accepted tokens and/or an authenticate hook. Without it anyone who reaches the endpoint is a client. */
+  auth?: IAuthOptions;
+  /** What connections may do, by clientId, with '*' for everyone else (an `authenticate` answer overrides it). @default everything */
+  permissions?: Record<string, IPermissions>;
+  /** A token bucket per connection over messages, requests, publishes and calls. @default none */
+  rateLimit?: IRateLimitOptions;
+  /** A connection that has not completed its handshake (and authentication) by then is closed (ms). @default 5000 (registerTimeoutMs when only that is given) */
+  handshakeTimeoutMs?: number;
+  /** Connections still in their handshake beyond this many are closed at once; established clients are unaffected. @default 64 */
+  maxPendingHandshakes?: number;
+  /** Largest frame accepted before the handshake completes (a HELLO is far smaller). @default 16 KiB */
+  handshakeMaxFrameBytes?: number;
+  /** A frame that has begun to arrive must be complete within this (ms), or its connection is closed. @default 10000 */
+  frameTimeoutMs?: number;
+  /** Bytes all connections together may hold for frames that have not fully arrived; the one that goes over is closed. @default 256 MiB */
+  maxPartialFrameBytes?: number;
+  /** Decoded JSON nested deeper than this is refused (PROTOCOL_ERROR for that message; the connection stays). @default 1000 */
+  maxJsonDepth?: number;
 };
 
 export interface IConnectRetryOptions {
@@ -123,6 +142,8 @@ export type IIpcClientOptions = IIpcCommonOptions & TEndpoint & {
   registerTimeoutMs?: number;
   /** Default timeout of `request` (ms; Infinity: none). @default 30000 */
   requestTimeout?: number;
+  /** Sent at the handshake to a server with `auth: { tokens }` (or an authenticate hook that reads it). */
+  authToken?: string;
 };
 
 export interface IRequestOptions {

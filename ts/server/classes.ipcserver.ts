@@ -1,13 +1,15 @@
 import * as plugins from '../plugins.js';
 import { IpcError } from '../smartipc.errors.js';
-import { DEFAULT_STOP_GRACE_MS } from '../smartipc.defaults.js';
+import { DEFAULT_STOP_GRACE_MS, FRAME_TIMEOUT_SWEEP_MS } from '../smartipc.defaults.js';
 import { EFrameKind, type IHelloPayload } from '../interfaces/wire.js';
 import type { IIpcServerOptions, IRequestOptions, IServerStartOptions, IServerStopOptions, TAddress } from '../interfaces/options.js';
 import type { IIpcMetrics, IIpcServerEvents, IMessageContext, TMessageHandler } from '../interfaces/events.js';
 import type { IConnectionFeature, IConnectionHost } from '../interfaces/hosts.js';
 import type { ISendFileOptions, ISendStreamOptions, TStreamSource } from '../interfaces/streams.js';
 import type { IServerPubSubStats } from '../interfaces/pubsub.js';
-import { FramedLink } from '../framing/classes.framedlink.js';
+import { FramedLink, type IPartialFrameBudget } from '../framing/classes.framedlink.js';
+import { ConnectionGuard } from '../features/security/classes.guard.js';
+import type { CompiledPermissions } from '../features/security/permissions.js';
 import { createMedium, type IMedium, type IMediumListener, type IOpenedStream } from '../framing/media/index.js';
 import { IpcConnection } from '../channel/classes.connection.js';
 import { awaitHello, checkHello, rejectHello, sendWelcome } from '../channel/handshake.js';
@@ -77,6 +79,12 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   private ready = false;
   private startedAt = 0;
   private totalConnections = 0;
+  /** Incomplete frames of all connections together (maxPartialFrameBytes). */
+  private readonly partialBudget: IPartialFrameBudget;
+  /** Looks for frames that take longer than frameTimeoutMs to arrive, while running. */
+  private frameSweep?: NodeJS.Timeout;
+  /** Fire-and-forget frames refused by permissions or the rate limit (dropped). */
+  private readonly refusals = { forbidden: 0, rateLimited: 0 };
   private readonly pubsub: PubSubBroker;
   private readonly services: HubServices;
   /** Bridges (./nats) watch handlers and services come and go. */
@@ -87,6 +95,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     super();
     this.options = resolveServer(options);
     this.medium = createMedium(this.options.endpoint);
+    this.partialBudget = { used: 0, limit: this.options.security.maxPartialFrameBytes };
     this.pubsub = new PubSubBroker({
       serialization: this.options.serialization,
       maxQueuedBytes: this.options.pubsubMaxQueuedBytes,
@@ -138,6 +147,8 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     this.state = 'running';
     this.startedAt = Date.now();
     this.totalConnections = 0;
+    this.frameSweep = setInterval(() => this.sweepSlowFrames(), Math.min(FRAME_TIMEOUT_SWEEP_MS, this.options.security.frameTimeoutMs));
+    this.frameSweep.unref();
     debug('server %s listening on %s', this.options.id, this.medium.describe());
     this.emit('start');
     if (readyWhen === 'accepting') {
@@ -161,6 +172,8 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     const graceMs = durationMs('graceMs', options.graceMs, DEFAULT_STOP_GRACE_MS);
     this.state = 'stopping';
     this.ready = false;
+    clearInterval(this.frameSweep);
+    this.frameSweep = undefined;
     await this.listener?.close();
     this.listener = undefined;
     for (const link of this.handshaking) link.destroy(new IpcError('CONNECTION_LOST', 'server stopping'));
@@ -367,30 +380,44 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   // ---- connections -----------------------------------------------------------------------------
 
   private accept(opened: IOpenedStream): void {
-    if (this.state !== 'running' && this.state !== 'starting') {
+    const security = this.options.security;
+    if ((this.state !== 'running' && this.state !== 'starting') || this.handshaking.size >= security.maxPendingHandshakes) {
+      if (this.state === 'running') debug('refusing a connection: %d handshakes pending (maxPendingHandshakes)', this.handshaking.size);
       opened.stream.destroy();
       return;
     }
-    const link = new FramedLink(opened.stream, { maxMessageSize: this.options.maxMessageSize, description: this.medium.describe(), peer: opened.peer });
+    // Until admitted, a connection may send nothing bigger than a handshake frame.
+    const link = new FramedLink(opened.stream, {
+      maxMessageSize: Math.min(this.options.maxMessageSize, security.handshakeMaxFrameBytes),
+      description: this.medium.describe(),
+      peer: opened.peer,
+      partialBudget: this.partialBudget,
+    });
     link.countInto(this.metrics);
     this.handshaking.add(link);
-    awaitHello(link, this.options.registerTimeoutMs).then(
-      ({ hello, gate }) => {
-        this.handshaking.delete(link);
+    const startedAt = performance.now();
+    awaitHello(link, security.handshakeTimeoutMs).then(
+      async ({ hello, gate }) => {
         const refusal = checkHello(hello, this.options) ?? (hello.probe ? undefined : this.checkCapacity(hello));
         if (refusal) {
+          this.handshaking.delete(link);
           debug('refusing %s: %s', hello.clientId, refusal.message);
           rejectHello(link, refusal);
           return;
         }
         if (hello.probe) {
-          // waitForServer: answered, then closed; never registered as a client.
+          // waitForServer: answered, then closed; never registered as a client, never authenticated.
+          this.handshaking.delete(link);
           sendWelcome(link, hello, this.options);
           link.end();
           return;
         }
-        this.admit(link, hello);
-        gate.handOver(this.clients.get(hello.clientId)!.connection);
+        const permissions = await this.authenticate(link, hello, security.handshakeTimeoutMs - (performance.now() - startedAt));
+        this.handshaking.delete(link);
+        if (permissions === false || !link.isOpen || this.state !== 'running') return;
+        link.setMaxIncomingFrameBytes(this.options.maxMessageSize);
+        const connection = this.admit(link, hello, permissions);
+        gate.handOver(connection);
       },
       (err: IpcError) => {
         this.handshaking.delete(link);
@@ -406,6 +433,53 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     );
   }
 
+  /**
+   * Runs `auth` for a HELLO (within what is left of the handshake time). Resolves with the
+   * connection's permissions (undefined: unrestricted) or false after refusing it with AUTH_FAILED.
+   */
+  private async authenticate(link: FramedLink, hello: IHelloPayload, remainingMs: number): Promise<CompiledPermissions | undefined | false> {
+    const { authenticator, permissions } = this.options.security;
+    const configured = permissions?.get(hello.clientId) ?? permissions?.get('*');
+    if (authenticator === undefined) return configured;
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      authenticator.check({
+        clientId: hello.clientId,
+        metadata: hello.metadata,
+        ...(hello.token !== undefined ? { token: hello.token } : {}),
+        transport: link.peer.kind,
+        ...(link.peer.tlsPeerCertificate ? { tlsPeerCertificate: link.peer.tlsPeerCertificate } : {}),
+      }),
+      new Promise<{ ok: false; reason: string }>((resolve) => {
+        timer = startTimer(() => resolve({ ok: false, reason: `authentication took longer than the handshake allows (${this.options.security.handshakeTimeoutMs} ms)` }), Math.max(0, remainingMs));
+      }),
+    ]);
+    clearTimeout(timer);
+    if (outcome.ok) return outcome.permissions ?? configured;
+    const reason = new IpcError('AUTH_FAILED', `client "${hello.clientId}" was not admitted: ${outcome.reason}`);
+    debug('%s', reason.message);
+    rejectHello(link, new IpcError('AUTH_FAILED', `server "${this.options.id}" refused the authentication`));
+    this.emit('authFailed', hello.clientId, reason);
+    return false;
+  }
+
+  /** Closes connections whose incomplete frame began longer than frameTimeoutMs ago (a byte-at-a-time sender holds nothing for long). */
+  private sweepSlowFrames(): void {
+    const limit = this.options.security.frameTimeoutMs;
+    const now = Date.now();
+    const close = (link: FramedLink | undefined, who: string) => {
+      if (link === undefined) return;
+      const since = link.partialSince;
+      if (since === 0 || now - since <= limit) return;
+      const error = new IpcError('PROTOCOL_ERROR', `${who} closed: a frame began ${now - since} ms ago and is still not complete (frameTimeoutMs ${limit})`);
+      debug('%s', error.message);
+      this.metrics.errors++;
+      link.destroy(error);
+    };
+    for (const link of this.handshaking) close(link, 'a connection in its handshake');
+    for (const entry of this.clients.values()) close(entry.connection.currentLink, `client "${entry.clientId}"`);
+  }
+
   /** maxClients: a newer connection that replaces one with its clientId does not count twice. */
   private checkCapacity(hello: IHelloPayload): IpcError | undefined {
     const replacing = this.clients.has(hello.clientId) ? 1 : 0;
@@ -415,7 +489,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     return undefined;
   }
 
-  private admit(link: FramedLink, hello: IHelloPayload): void {
+  private admit(link: FramedLink, hello: IHelloPayload, permissions: CompiledPermissions | undefined): IpcConnection {
     const clientId = hello.clientId;
     const previous = this.clients.get(clientId);
     if (previous) {
@@ -430,6 +504,8 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     }
     sendWelcome(link, hello, this.options);
     this.totalConnections++;
+    const security = this.options.security;
+    const guarded = permissions !== undefined || security.rateLimit !== undefined;
     const connection: IpcConnection = new IpcConnection({
       serialization: this.options.serialization,
       requestTimeoutMs: this.options.requestTimeoutMs,
@@ -437,6 +513,8 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       handlers: this.handlers,
       metrics: this.metrics,
       outbox: { maxMessages: 0, maxBytes: 0 },
+      maxJsonDepth: security.maxJsonDepth,
+      ...(guarded ? { guard: new ConnectionGuard(clientId, permissions, security.rateLimit, Date.now()) } : {}),
       owner: {
         onDisconnect: (reason) => {
           if (this.replaced.delete(connection)) return;
@@ -449,6 +527,10 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
         },
         onError: (error) => this.emitError(error, clientId),
         onFrameError: (error) => this.emit('messageError', error, clientId),
+        onRefused: (_frame, reason) => {
+          if (reason.code === 'RATE_LIMITED') this.refusals.rateLimited++;
+          else this.refusals.forbidden++;
+        },
       },
     });
     const streams = new StreamFeature(connection, {
@@ -464,6 +546,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     this.clients.set(clientId, { clientId, connection, streams, metadata: hello.metadata });
     connection.attach(link, clientId);
     this.emit('clientConnect', clientId, hello.metadata);
+    return connection;
   }
 
   private closeConnection(connection: IpcConnection, reason: string): Promise<void> {

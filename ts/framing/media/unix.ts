@@ -32,8 +32,9 @@ class UnixSocketMedium implements IMedium {
     const socketPath = this.socketPath;
     await this.clearStaleFile(options.autoCleanupSocketFile === true);
     const server = plugins.net.createServer((socket) => onStream({ stream: socket, peer: { kind: 'unix' } }));
-    await bindServer(server, { path: socketPath }, socketPath);
+    await withSocketMode(options.socketMode, () => bindServer(server, { path: socketPath }, socketPath));
     const created = plugins.fs.statSync(socketPath, { throwIfNoEntry: false });
+    // The umask made the file with the mode already; chmod sets bits a umask cannot add.
     if (options.socketMode !== undefined) plugins.fs.chmodSync(socketPath, options.socketMode);
     return {
       address: () => ({ socketPath }),
@@ -92,4 +93,26 @@ export function checkSocketPath(endpoint: Partial<TEndpoint>): string {
   if (endpoint.port !== undefined || endpoint.host !== undefined) throw invalidArgument('give either socketPath or host/port, not both');
   if (endpoint.tls !== undefined) throw invalidArgument('tls needs a TCP endpoint (host/port), not a socketPath');
   return socketPath;
+}
+
+/**
+ * Runs a bind with the process umask set so that the socket file is created with `mode` and never
+ * exists with a more open one (bind() applies the umask; listen() binds synchronously, so the
+ * umask is back before any other code runs). In a worker thread, where umask cannot be set, the
+ * file is chmod-ed right after the bind instead (and the debug log says so).
+ */
+function withSocketMode<T>(mode: number | undefined, bind: () => Promise<T>): Promise<T> {
+  if (mode === undefined) return bind();
+  let previous: number;
+  try {
+    previous = process.umask(0o777 & ~mode);
+  } catch {
+    debug('cannot set the umask here (worker thread): the socket file gets its mode right after it is created');
+    return bind();
+  }
+  try {
+    return bind();
+  } finally {
+    process.umask(previous);
+  }
 }
