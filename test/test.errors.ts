@@ -11,7 +11,7 @@ import {
   SmartIpc,
   FramedLink,
   createDuplexPair,
-  emptyMetricsForTests,
+  Observer,
   isIpcError,
   type IConnectionHost,
   type TIpcErrorCode,
@@ -22,11 +22,13 @@ import { createPair, expectIpcError, isInvalidArgument, uniqueSocketPath } from 
 function connectedPair(serverFeatures: (host: IConnectionHost) => Parameters<IpcConnection['use']>[0][] = () => []) {
   const [left, right] = createDuplexPair();
   const make = (stream: typeof left, peerId: string) => {
+    const observer = new Observer(10, () => undefined);
     const connection = new IpcConnection({
       serialization: 'json',
       requestTimeoutMs: 5_000,
       handlers: new Map(),
-      metrics: emptyMetricsForTests(),
+      metrics: observer.counters,
+      observer,
       outbox: { maxMessages: 0, maxBytes: 0 },
       owner: { onDisconnect: () => undefined, onHeartbeatTimeout: () => undefined, onError: () => undefined, onFrameError: () => undefined },
     });

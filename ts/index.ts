@@ -19,6 +19,8 @@ export type * from './interfaces/streams.js';
 export type * from './interfaces/pubsub.js';
 export type * from './interfaces/services.js';
 export type * from './interfaces/security.js';
+export type * from './interfaces/observability.js';
+export type { ITraceContext, IStreamTraceContext, IConnectTrace, IMessageTrace, IPublishTrace } from './features/observability/tracing.js';
 export type { IServerIntrospection } from './server/introspection.js';
 export * as defaults from './smartipc.defaults.js';
 export { Observable } from './plugins.rxjs.js';

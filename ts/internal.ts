@@ -62,3 +62,10 @@ export { OutgoingStream, type IOutgoingStreamSpec, type IStreamSendHost } from '
 export { IncomingStream, type IStreamReceiveHost } from './features/streams/classes.incomingstream.js';
 export { FROM_SENDER, FROM_RECEIVER, parseCancelPayload, toCancelPayload, type IStreamOpenPayload, type IStreamEndPayload } from './features/streams/protocol.js';
 export { generateClientId } from './client/classes.ipcclient.js';
+export { Observer } from './features/observability/classes.observer.js';
+export { LatencyRecorder } from './features/observability/classes.latency.js';
+export { DeadLetters } from './features/observability/classes.deadletters.js';
+export { CircuitBreakers } from './features/policies/circuitbreaker.js';
+export { withRetry, resolveRetry } from './features/policies/retry.js';
+export { TokenBucket } from './features/security/ratelimit.js';
+export { nameMatches, patternCovers, CompiledPermissions } from './features/security/permissions.js';

@@ -117,3 +117,17 @@ export const DEFAULT_MAX_PARTIAL_FRAME_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_MAX_JSON_DEPTH = 1_000;
 /** How often a server looks for frames that take too long to arrive. */
 export const FRAME_TIMEOUT_SWEEP_MS = 1_000;
+
+/** Dead letters kept for getDeadLetters(). */
+export const DEFAULT_DEAD_LETTER_CAPACITY = 1_000;
+/** A dead letter carries its data only when the encoded payload is at most this big. */
+export const DEAD_LETTER_MAX_DATA_BYTES = 64 * 1024;
+/** Latency metrics cover the current window and the previous one. */
+export const LATENCY_WINDOW_MS = 60_000;
+/** Latency metrics keep at most this many keys (types, service.method); later ones count as '(other)'. */
+export const LATENCY_MAX_KEYS = 256;
+
+/** Retry (opt-in): defaults of IRetryOptions. */
+export const DEFAULT_RETRY = { initialDelay: 50, maxDelay: 1_000, on: ['CONNECTION_LOST', 'SERVICE_NOT_FOUND', 'NOT_CONNECTED', 'TIMEOUT'] } as const;
+/** Circuit breaker (opt-in): defaults of ICircuitBreakerOptions. */
+export const DEFAULT_CIRCUIT_BREAKER = { failureThreshold: 5, resetTimeoutMs: 10_000, on: ['TIMEOUT', 'CONNECTION_LOST', 'NOT_CONNECTED', 'SERVICE_NOT_FOUND', 'SERVER_UNAVAILABLE'] } as const;

@@ -91,6 +91,7 @@ export interface IResolvedCommon {
   /** undefined: no heartbeat. */
   heartbeat?: IHeartbeatOptions;
   heartbeatThrowOnTimeout: boolean;
+  deadLetterCapacity: number;
 }
 
 export interface IResolvedEndpoint {
@@ -122,6 +123,7 @@ export function resolveCommon(options: Partial<IIpcCommonOptions>, idFallback?: 
     serialization: oneOf('serialization', options.serialization, ['json', 'advanced'], defaults.DEFAULT_SERIALIZATION),
     heartbeat,
     heartbeatThrowOnTimeout: bool('heartbeatThrowOnTimeout', options.heartbeatThrowOnTimeout, defaults.DEFAULT_HEARTBEAT_THROW_ON_TIMEOUT),
+    deadLetterCapacity: count('deadLetterCapacity', options.deadLetterCapacity, defaults.DEFAULT_DEAD_LETTER_CAPACITY, { min: 0 }),
   };
 }
 
@@ -286,8 +288,13 @@ export function checkRequestOptions(options: IRequestOptions): void {
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgument('signal must be an AbortSignal');
   if (options.headers !== undefined) plainObject('headers', options.headers);
   if (options.propagate !== undefined) bool('propagate', options.propagate, true);
+  if (options.idempotent !== undefined) bool('idempotent', options.idempotent, false);
+  if (options.retry !== undefined && options.idempotent !== true) throw invalidArgument('retry needs idempotent: true (only the caller knows that repeating a request is harmless)');
 }
 
-export function emptyMetrics(): IIpcMetrics {
-  return { messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0, requestsInFlight: 0, errors: 0 };
+/** The counters a connection updates (latency lives in LatencyRecorders; getStats() adds the summaries). */
+export type TCounters = Omit<IIpcMetrics, 'latency'>;
+
+export function emptyMetrics(): TCounters {
+  return { messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0, requestsInFlight: 0, errors: 0, timeouts: 0, reconnects: 0, deadLetters: 0, rateLimited: 0 };
 }

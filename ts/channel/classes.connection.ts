@@ -1,7 +1,10 @@
 import { IpcError, invalidArgument, isIpcErrorCode, toRemoteError, type IRemoteError, type TIpcErrorCode } from '../smartipc.errors.js';
 import { EFrameKind, EPayloadEncoding, FLAG_ENCODING_MASK, FLAG_HAS_ATTACHMENTS, type IFrame, type IGoodbyePayload, type TGoodbyeCode, type TSerialization } from '../interfaces/wire.js';
 import type { IRequestOptions } from '../interfaces/options.js';
-import type { IIpcMetrics, TMessageHandler } from '../interfaces/events.js';
+import type { TMessageHandler } from '../interfaces/events.js';
+import type { TDeadLetterReason } from '../interfaces/observability.js';
+import type { Observer } from '../features/observability/classes.observer.js';
+import { handleChannel, messageChannel, requestChannel, type ITraceContext } from '../features/observability/tracing.js';
 import type { IConnectionFeature, IConnectionHost } from '../interfaces/hosts.js';
 import type { FramedLink, ILinkHandler } from '../framing/classes.framedlink.js';
 import { PendingRequests, type IPendingRequest } from './rpc/classes.pendingrequests.js';
@@ -12,9 +15,9 @@ import { Heartbeat, type IHeartbeatOptions } from './classes.heartbeat.js';
 import { Outbox } from './classes.outbox.js';
 import { decodePayload, encodeInto, isAllowedEncoding, type IEncodedPayload } from './serializer.js';
 import { RawPayload, isPassThrough, passThrough } from './rpc/rawpayload.js';
-import { checkRequestOptions } from '../smartipc.options.js';
+import { checkRequestOptions, type TCounters } from '../smartipc.options.js';
 import { GUARDED_KINDS, type IFrameGuard } from '../features/security/classes.guard.js';
-import { DEFAULT_MAX_JSON_DEPTH } from '../smartipc.defaults.js';
+import { DEAD_LETTER_MAX_DATA_BYTES, DEFAULT_MAX_JSON_DEPTH } from '../smartipc.defaults.js';
 import { debug } from '../smartipc.log.js';
 
 /** What the owner of a connection (server, client, channel) hears from it. */
@@ -38,8 +41,10 @@ export interface IConnectionConfig {
   heartbeat?: IHeartbeatOptions;
   /** Handlers by type; a server shares one map among all its connections. */
   handlers: Map<string, TMessageHandler>;
-  /** Counters; a server shares one object among all its connections. */
-  metrics: IIpcMetrics;
+  /** Counters; a server shares one object among all its connections (the observer's). */
+  metrics: TCounters;
+  /** Latency and dead letters of the owner. */
+  observer: Observer;
   /** Bounds of the outbox used while reconnecting. */
   outbox: { maxMessages: number; maxBytes: number };
   owner: IConnectionOwner;
@@ -74,6 +79,17 @@ const CARRIES_USER_DATA: readonly boolean[] = kindTable([
   EFrameKind.StreamChunk, EFrameKind.Call, EFrameKind.PeerMessage, EFrameKind.PeerRequest,
 ]);
 const NO_OPTIONS: IRequestOptions = Object.freeze({});
+
+/** `service` U+0000 `method` of a call frame, split. */
+function splitCallType(type: string): [string, string] | undefined {
+  const at = type.indexOf('\u0000');
+  return at < 0 ? undefined : [type.slice(0, at), type.slice(at + 1)];
+}
+
+/** Latency is kept per message type, and per `service.method` for calls. */
+function latencyKey(type: string): string {
+  return type.includes('\u0000') ? type.replace('\u0000', '.') : type;
+}
 
 /** A frame's payload as it arrived: encoding bits and bytes (a view: received bytes are never reused). */
 function rawPayloadOf(frame: IFrame): RawPayload {
@@ -291,6 +307,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
         return Promise.reject(err);
       }
       this.config.metrics.messagesSent++;
+      if (messageChannel.hasSubscribers) messageChannel.publish({ direction: 'sent', type, peerId: this.peerId });
       return link.needsDrain ? link.waitForDrain() : RESOLVED;
     }
     return this.send(kind, type, { encoding: out.encoding, payload: out.payload, attachments: out.attachments });
@@ -348,6 +365,21 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
    * (unless `propagate: false`). Giving up (abort, timeout) sends a cancel frame to the peer.
    */
   public request<TRes = unknown>(kind: EFrameKind, type: string, data?: unknown, options: IRequestOptions = NO_OPTIONS): Promise<TRes> {
+    if (!requestChannel.hasSubscribers) return this.requestInner<TRes>(kind, type, data, options, undefined);
+    // Traced: a `start` subscriber may write the headers (a traceparent) before anything is encoded.
+    const names = kind === EFrameKind.Call ? splitCallType(type) : undefined;
+    const trace: ITraceContext = {
+      type: names ? `${names[0]}.${names[1]}` : type,
+      peerId: this.peerId,
+      id: 0,
+      ...(names ? { service: names[0], method: names[1] } : {}),
+      headers: { ...(options.headers ?? {}) },
+      bytes: 0,
+    };
+    return requestChannel.tracePromise(() => this.requestInner<TRes>(kind, type, data, options, trace), trace);
+  }
+
+  private requestInner<TRes>(kind: EFrameKind, type: string, data: unknown, options: IRequestOptions, trace: ITraceContext | undefined): Promise<TRes> {
     if (typeof type !== 'string') return Promise.reject(invalidArgument(`a request type must be a string, got ${typeof type}`));
     if (options !== NO_OPTIONS) {
       try {
@@ -369,6 +401,10 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
       const left = parent.remainingMs();
       if (left < timeoutMs) timeoutMs = left;
     }
+    let headers = trace !== undefined ? trace.headers : options.headers;
+    // A trace that runs through a handler runs on through the calls it makes.
+    const traceparent = parent?.headers?.traceparent;
+    if (traceparent !== undefined && (headers === undefined || headers.traceparent === undefined)) headers = { ...headers, traceparent };
     const out = this.scratch;
     try {
       encodeInto(out, data, this.json, `request "${type}"`);
@@ -387,16 +423,20 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     const promise = this.pending.add<TRes>(id, type, timeoutMs, options.signal, unlinkParent);
     try {
       if (open) {
-        const headersJson = options.headers === undefined ? undefined : JSON.stringify(options.headers);
-        link!.sendFrame(kind, out.encoding, id, type, headersJson, out.payload, timeoutMs === Infinity ? -1 : timeoutMs, out.attachments);
+        const headersJson = headers === undefined || (trace !== undefined && headers === trace.headers && Object.keys(headers).length === 0 && options.headers === undefined) ? undefined : JSON.stringify(headers);
+        const bytes = link!.sendFrame(kind, out.encoding, id, type, headersJson, out.payload, timeoutMs === Infinity ? -1 : timeoutMs, out.attachments);
         this.config.metrics.messagesSent++;
+        if (trace !== undefined) {
+          trace.id = id;
+          trace.bytes = bytes;
+        }
       } else {
         this.outbox!.push({
           kind,
           id,
           type,
           encoded: { encoding: out.encoding, payload: out.payload, attachments: out.attachments },
-          headers: options.headers,
+          headers,
           pendingId: id,
         });
       }
@@ -445,6 +485,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
 
   /** The caller gave up on a request the peer may still be working on: tell it, so its handler's signal aborts. */
   private tellPeerGaveUp(entry: IPendingRequest, reason: IpcError): void {
+    if (reason.code === 'TIMEOUT') this.config.metrics.timeouts++;
     const link = this.link;
     if (link === undefined || !link.isOpen) return;
     try {
@@ -550,6 +591,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
   /** A frame the guard refused: a request-like one is answered with the refusal, a subscribe or provide refused on its id, the rest dropped. */
   private refuse(frame: IFrame, refusal: IpcError): void {
     if (COUNTS_AS_MESSAGE[frame.kind]) this.config.metrics.messagesReceived++;
+    if (refusal.code === 'RATE_LIMITED') this.config.metrics.rateLimited++;
     switch (frame.kind) {
       case EFrameKind.Request:
       case EFrameKind.Call:
@@ -567,6 +609,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
       default:
         debug('%s from %s dropped: %s', EFrameKind[frame.kind], this.peerId, refusal.message);
         this.config.owner.onRefused?.(frame, refusal);
+        this.deadLetter(frame, refusal.code === 'RATE_LIMITED' ? 'rateLimited' : 'forbidden', frame.type, this.peerId, refusal);
     }
   }
 
@@ -609,10 +652,12 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
       if (isRequest) {
         this.replyError(frame.id, new IpcError('NO_HANDLER', `no handler for "${frame.type}"${this.config.noHandlerHint?.() ?? ''}`));
       } else {
-        debug('no handler for message "%s" from %s; dropped', frame.type, this.peerId);
+        debug('no handler for message "%s" from %s; dead letter', frame.type, this.peerId);
+        this.deadLetter(frame, 'noHandler', frame.type, this.peerId, new IpcError('NO_HANDLER', `no handler for "${frame.type}"`));
       }
       return;
     }
+    if (!isRequest && messageChannel.hasSubscribers) messageChannel.publish({ direction: 'received', type: frame.type, peerId: this.peerId });
     this.serve(frame, isRequest, handler, this.contextFor(frame, isRequest));
   }
 
@@ -635,16 +680,23 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     } catch (err) {
       this.config.metrics.errors++;
       if (isRequest) this.replyError(frame.id, err as IpcError);
-      else this.config.owner.onError(err as IpcError);
+      else {
+        this.deadLetter(frame, 'undecodable', context.type, context.peerId, err as IpcError, false);
+        this.config.owner.onError(err as IpcError);
+      }
       return;
     }
     const id = isRequest ? frame.id : 0;
     // The chunk's arrival time: no Date.now() per frame.
     this.lastMessageAt = this.link?.lastReceivedAt ?? this.lastMessageAt;
     this.activeHandlers++;
+    context.startedAt = performance.now();
+    if (!raw && !isRequest) context.data = data;
     let result: unknown;
     try {
-      result = handlerContextStorage.run(context, handler, data, context.peerId, context);
+      result = handleChannel.hasSubscribers
+        ? this.traceHandler(frame, handler, data, context)
+        : handlerContextStorage.run(context, handler, data, context.peerId, context);
     } catch (err) {
       this.handlerFailed(id, context, err);
       return;
@@ -679,6 +731,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
 
   private handlerDone(id: number, context: HandlerContext, value: unknown): void {
     this.handlerFinished();
+    this.config.observer.handlers.record(context.type, performance.now() - context.startedAt);
     if (!context.isRequest) return;
     const link = this.link;
     if (link === undefined || !link.isOpen) {
@@ -715,6 +768,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
 
   private handlerFailed(id: number, context: HandlerContext, thrown: unknown): void {
     this.handlerFinished();
+    this.config.observer.handlers.record(context.type, performance.now() - context.startedAt);
     if (isPassThrough(thrown)) {
       // The library's own refusal or a relayed failure: the caller gets its code, not HANDLER_ERROR.
       if (context.isRequest) this.replyError(id, thrown);
@@ -726,7 +780,9 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     if (context.isRequest) {
       this.replyError(id, new IpcError('HANDLER_ERROR', remote.message, { remote }));
     } else {
-      this.config.owner.onError(new IpcError('HANDLER_ERROR', `handler for message "${context.type}" threw: ${remote.message}`, { cause: thrown, remote }));
+      const error = new IpcError('HANDLER_ERROR', `handler for message "${context.type}" threw: ${remote.message}`, { cause: thrown, remote });
+      this.config.observer.deadLetter({ reason: 'handlerError', type: context.type, peerId: context.peerId, ...(context.data !== undefined ? { data: context.data } : {}), code: 'HANDLER_ERROR', at: Date.now() });
+      this.config.owner.onError(error);
     }
   }
 
@@ -785,6 +841,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
       debug('late response %d from %s ignored', frame.id, this.peerId);
       return;
     }
+    this.config.observer.requests.record(latencyKey(entry.type), performance.now() - entry.startedAt);
     if (entry.raw) {
       entry.resolve(rawPayloadOf(frame));
       return;
@@ -803,6 +860,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
   private settleError(frame: IFrame): void {
     const entry = this.pending.take(frame.id);
     if (!entry) return;
+    this.config.observer.requests.record(latencyKey(entry.type), performance.now() - entry.startedAt);
     let body: IErrorResponseBody;
     try {
       body = JSON.parse(frame.payload.toString('utf8')) as IErrorResponseBody;
@@ -810,8 +868,39 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
       body = { code: 'PROTOCOL_ERROR', message: 'unreadable error response' };
     }
     const code = isIpcErrorCode(body.code) ? body.code : 'HANDLER_ERROR';
+    if (code === 'RATE_LIMITED') this.config.metrics.rateLimited++;
     const retryAfterMs = typeof body.retryAfterMs === 'number' ? body.retryAfterMs : undefined;
     entry.reject(new IpcError(code, String(body.message), { ...(body.remote ? { remote: body.remote } : {}), ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) }));
+  }
+
+  /**
+   * Records a message that was accepted and not delivered. Its data comes along when the payload
+   * is small (decoded here unless `decodable` is false).
+   */
+  public deadLetter(frame: IFrame, reason: TDeadLetterReason, type: string, peerId: string, error: IpcError, decodable = true): void {
+    let data: unknown;
+    if (decodable && frame.payloadEnd - frame.payloadStart <= DEAD_LETTER_MAX_DATA_BYTES) {
+      try {
+        data = this.decode(frame);
+      } catch {
+        // kept without its data
+      }
+    }
+    this.config.observer.deadLetter({ reason, type, peerId, ...(data !== undefined ? { data } : {}), code: error.code, at: Date.now() });
+  }
+
+  /** A handler run on the smartipc:handle tracing channel (only while someone subscribes). */
+  private traceHandler(frame: IFrame, handler: (data: unknown, peerId: string, context: HandlerContext) => unknown, data: unknown, context: HandlerContext): unknown {
+    const call = context as HandlerContext & { service?: string; method?: string };
+    const trace: ITraceContext = {
+      type: context.type,
+      peerId: context.peerId,
+      id: frame.id,
+      ...(call.service !== undefined ? { service: call.service, method: call.method } : {}),
+      headers: context.headers ?? {},
+      bytes: frame.payloadEnd - frame.payloadStart,
+    };
+    return handleChannel.tracePromise(async () => handlerContextStorage.run(context, handler, data, context.peerId, context), trace);
   }
 
   private onHeartbeatTimeout(silentForMs: number): void {

@@ -10,7 +10,9 @@ import { createMedium, type IMedium, type IMediumListener, type IOpenedStream } 
 import { IpcConnection } from './classes.connection.js';
 import { awaitHello, checkHello, registerWithServer, rejectHello, sendWelcome } from './handshake.js';
 import { StreamFeature } from '../features/streams/classes.streamfeature.js';
-import { emptyMetrics, resolveChannel, type IResolvedChannelOwn, type IResolvedCommon } from '../smartipc.options.js';
+import { Observer } from '../features/observability/classes.observer.js';
+import type { IDeadLetter } from '../interfaces/observability.js';
+import { resolveChannel, type IResolvedChannelOwn, type IResolvedCommon } from '../smartipc.options.js';
 import { checkHandler } from './handlers.js';
 
 /** What `getStats()` of a channel returns. */
@@ -48,7 +50,7 @@ export interface IChannelSetup extends IResolvedCommon, IResolvedChannelOwn {
 export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> {
   private readonly setup: IChannelSetup;
   private readonly handlers = new Map<string, TMessageHandler>();
-  private readonly metrics: IIpcMetrics = emptyMetrics();
+  private readonly observer: Observer;
   private readonly connection: IpcConnection;
   private readonly streams: StreamFeature;
   private listener?: IMediumListener;
@@ -66,6 +68,7 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> {
       const resolved = resolveChannel(options!);
       this.setup = { ...resolved, medium: createMedium(resolved.endpoint) };
     }
+    this.observer = new Observer(this.setup.deadLetterCapacity, (letter) => this.emit('deadLetter', letter));
     [this.connection, this.streams] = this.build();
   }
 
@@ -75,7 +78,8 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> {
       requestTimeoutMs: this.setup.requestTimeoutMs,
       heartbeat: this.setup.heartbeat,
       handlers: this.handlers,
-      metrics: this.metrics,
+      metrics: this.observer.counters,
+      observer: this.observer,
       outbox: { maxMessages: 0, maxBytes: 0 },
       owner: {
         onDisconnect: (reason) => this.emit('disconnect', reason),
@@ -181,6 +185,11 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> {
 
   // ---- introspection ---------------------------------------------------------------------------
 
+  /** The last dead letters (deadLetterCapacity of them), oldest first. */
+  public getDeadLetters(): IDeadLetter[] {
+    return this.observer.deadLetters.list();
+  }
+
   /** The role this process took, once started. */
   public getRole(): 'server' | 'client' | undefined {
     return this.activeRole;
@@ -201,7 +210,7 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> {
       ...(this.activeRole ? { role: this.activeRole } : {}),
       ...(this.connection.peerId ? { peerId: this.connection.peerId } : {}),
       transport: this.setup.medium.kind,
-      metrics: { ...this.metrics, requestsInFlight: this.connection.requestsInFlight },
+      metrics: this.observer.metrics(this.connection.requestsInFlight),
       streams: this.streams.openStreams,
     };
   }
@@ -268,7 +277,7 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> {
 
   /** 'error' without a listener would throw inside a socket callback and crash the process. */
   private emitError(error: IpcError): void {
-    this.metrics.errors++;
+    this.observer.counters.errors++;
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
 }

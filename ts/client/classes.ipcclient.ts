@@ -16,7 +16,12 @@ import { StreamFeature } from '../features/streams/classes.streamfeature.js';
 import { ClientSubscriptions } from '../features/pubsub/classes.subscriptions.js';
 import { ClientServices } from '../features/services/classes.clientservices.js';
 import type { ICallOptions, IProvideOptions, IServiceInfo, TServiceMethods, TServiceProxy } from '../interfaces/services.js';
-import { durationMs, emptyMetrics, resolveClient, type IResolvedClient } from '../smartipc.options.js';
+import { durationMs, resolveClient, type IResolvedClient } from '../smartipc.options.js';
+import { Observer } from '../features/observability/classes.observer.js';
+import { connectChannel, disconnectChannel } from '../features/observability/tracing.js';
+import { CircuitBreakers } from '../features/policies/circuitbreaker.js';
+import { resolveRetry, withRetry } from '../features/policies/retry.js';
+import type { IDeadLetter } from '../interfaces/observability.js';
 import { debug } from '../smartipc.log.js';
 import type { IClientPubSubStats, IPublishedMessage, ISubscribeIteratorOptions, ISubscribeOptions, TSubscriptionHandler } from '../interfaces/pubsub.js';
 import type { ISendFileOptions, ISendStreamOptions, TStreamSource } from '../interfaces/streams.js';
@@ -55,7 +60,8 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   /** @internal The options as resolved (every default applied). */
   public readonly options: IResolvedClient;
   private readonly handlers = new Map<string, TMessageHandler>();
-  private readonly metrics: IIpcMetrics = emptyMetrics();
+  private readonly observer: Observer;
+  private readonly breakers?: CircuitBreakers;
   private readonly connection: IpcConnection;
   private readonly medium: IMedium;
   private readonly streams: StreamFeature;
@@ -78,12 +84,20 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     super();
     this.options = resolveClient(options, generateClientId);
     this.medium = createMedium(this.options.endpoint);
+    this.observer = new Observer(this.options.deadLetterCapacity, (letter) => this.emit('deadLetter', letter));
+    if (options.circuitBreaker !== undefined) {
+      this.breakers = new CircuitBreakers(options.circuitBreaker, {
+        open: (target) => this.emit('circuitOpen', target),
+        close: (target) => this.emit('circuitClose', target),
+      });
+    }
     this.connection = new IpcConnection({
       serialization: this.options.serialization,
       requestTimeoutMs: this.options.requestTimeoutMs,
       heartbeat: this.options.heartbeat,
       handlers: this.handlers,
-      metrics: this.metrics,
+      metrics: this.observer.counters,
+      observer: this.observer,
       outbox: this.options.outbox,
       noHandlerHint: () =>
         this.hostedServer === undefined
@@ -111,6 +125,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     this.connection.use(this.streams);
     this.subscriptions = new ClientSubscriptions({
       channel: this.connection,
+      observer: this.observer,
       serialization: this.options.serialization,
       ackTimeoutMs: this.options.requestTimeoutMs,
       isLive: () => this.state === 'connected' || this.state === 'reconnecting',
@@ -175,8 +190,30 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     return this.connection.sendMessage(type, data);
   }
 
+  /**
+   * A request to the server: resolves with its handler's answer. Options: timeout, signal,
+   * headers, propagate; `retry` (with `idempotent: true`) and the client's circuitBreaker apply.
+   */
   public request<TReq = unknown, TRes = unknown>(type: string, data?: TReq, options?: IRequestOptions): Promise<TRes> {
-    return this.connection.request<TRes>(EFrameKind.Request, type, data, options);
+    if (options?.retry === undefined && this.breakers === undefined) return this.connection.request<TRes>(EFrameKind.Request, type, data, options);
+    return this.withPolicies(type, options, (opts) => this.connection.request<TRes>(EFrameKind.Request, type, data, opts));
+  }
+
+  /** Retry (opt-in per call) inside the circuit breaker of the target (opt-in per client). */
+  private withPolicies<T>(target: string, options: IRequestOptions | undefined, call: (options: IRequestOptions | undefined) => Promise<T>): Promise<T> {
+    let retry;
+    try {
+      retry = options === undefined ? undefined : resolveRetry(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const breakers = this.breakers;
+    const attempt = (timeoutMs?: number) => {
+      const opts = options === undefined ? undefined : timeoutMs === undefined ? options : { ...options, timeout: timeoutMs };
+      return breakers === undefined ? call(opts) : breakers.run(target, () => call(opts));
+    };
+    if (retry === undefined) return attempt();
+    return withRetry(retry, options?.timeout ?? this.options.requestTimeoutMs, options?.signal, (timeoutMs) => attempt(timeoutMs));
   }
 
   /** Handles server-initiated messages and requests (`server.sendToClient`, `requestClient`, `broadcast`). */
@@ -244,7 +281,8 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
    * method, it extends that call's chain and inherits its deadline and cancellation.
    */
   public call<TRes = unknown, TParams = unknown>(service: string, method: string, params?: TParams, options?: ICallOptions): Promise<TRes> {
-    return this.services.call<TRes, TParams>(service, method, params, options);
+    if (options?.retry === undefined && this.breakers === undefined) return this.services.call<TRes, TParams>(service, method, params, options);
+    return this.withPolicies(`${service}.${method}`, options, (opts) => this.services.call<TRes, TParams>(service, method, params, opts));
   }
 
   /** A typed proxy: `client.service<IUserApi>('user').getUser({ id })` is `call('user', 'getUser', { id })`. */
@@ -304,12 +342,17 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     return this.options.clientId;
   }
 
+  /** The last dead letters (deadLetterCapacity of them), oldest first. */
+  public getDeadLetters(): IDeadLetter[] {
+    return this.observer.deadLetters.list();
+  }
+
   public getStats(): IIpcClientStats {
     return {
       connected: this.getIsConnected(),
       clientId: this.options.clientId,
       reconnectAttempts: this.reconnectAttempts,
-      metrics: { ...this.metrics, requestsInFlight: this.connection.requestsInFlight },
+      metrics: this.observer.metrics(this.connection.requestsInFlight),
       pubsub: this.subscriptions.getStats(),
     };
   }
@@ -417,6 +460,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
       this.dialling = undefined;
     }
     debug('client %s connected to %s', this.options.clientId, this.describe());
+    if (connectChannel.hasSubscribers) connectChannel.publish({ side: 'client', peerId: this.options.id, transport: this.medium.kind });
     this.emit('connect');
   }
 
@@ -432,6 +476,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   }
 
   private onConnectionDisconnect(reason: IpcError): void {
+    if (disconnectChannel.hasSubscribers) disconnectChannel.publish({ side: 'client', peerId: this.options.id, transport: this.medium.kind, code: reason.code });
     const wasConnected = this.state === 'connected';
     this.emit('disconnect', reason);
     if (!wasConnected) return;
@@ -463,6 +508,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
       if (this.state !== 'reconnecting') return;
       try {
         await this.connectOnce();
+        this.observer.counters.reconnects++;
         return;
       } catch (err) {
         lastError = err as IpcError;
@@ -507,7 +553,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   }
 
   private emitError(error: IpcError): void {
-    this.metrics.errors++;
+    this.observer.counters.errors++;
     if (this.listenerCount('error') > 0) this.emit('error', error);
     else debug('unhandled client error: %s', error.message);
   }

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { IpcError } from '../smartipc.errors.js';
 import type { IStreamInfo } from './streams.js';
+import type { IDeadLetter, ILatencyMetrics } from './observability.js';
 import type { ICallCompletedInfo, ICallRoutedInfo, IServiceRegisteredInfo, IServiceUnregisteredInfo } from './services.js';
 
 /** Counters kept by a server (all its connections) or a client (its one connection). */
@@ -13,6 +14,16 @@ export interface IIpcMetrics {
   requestsInFlight: number;
   /** Protocol faults, handler failures and transport errors. */
   errors: number;
+  /** Requests and calls this side made that timed out. */
+  timeouts: number;
+  /** Successful reconnections (a client). */
+  reconnects: number;
+  /** Messages accepted and then not delivered (every `deadLetter` event). */
+  deadLetters: number;
+  /** Frames refused by the rate limit (a server: from its clients; a client: RATE_LIMITED answers it got). */
+  rateLimited: number;
+  /** Round trips (caller side) and handler times, per type or `service.method`, over the last 1-2 minutes. */
+  latency: ILatencyMetrics;
 }
 
 /** What a message handler learns beside the data (always passed, whatever the handler declares). */
@@ -52,6 +63,8 @@ export interface IIpcChannelEvents {
   messageError: [error: IpcError];
   /** The peer opened a stream. Read `readable` (or cancel it); with no listener the stream is refused with NO_HANDLER. */
   stream: [info: IStreamInfo, readable: Readable];
+  /** A message the channel accepted and then did not deliver. */
+  deadLetter: [letter: IDeadLetter];
 }
 
 export interface IIpcServerEvents {
@@ -68,6 +81,8 @@ export interface IIpcServerEvents {
   error: [error: IpcError, clientId?: string];
   /** A client opened a stream (`info.clientId` says which). With no listener it is refused with NO_HANDLER. */
   stream: [info: IStreamInfo, readable: Readable];
+  /** A message the server accepted and then did not deliver (see IDeadLetter.reason). Never thrown from. */
+  deadLetter: [letter: IDeadLetter];
   /** A client was refused at its handshake (AUTH_FAILED): no token, a wrong token, authenticate said no. */
   authFailed: [clientId: string, reason: IpcError];
   /** A connection (or the hub itself) now provides a service. */
@@ -90,4 +105,10 @@ export interface IIpcClientEvents {
   role: [role: 'server'];
   /** The server opened a stream. With no listener it is refused with NO_HANDLER. */
   stream: [info: IStreamInfo, readable: Readable];
+  /** A message the client accepted and then did not deliver (see IDeadLetter.reason). */
+  deadLetter: [letter: IDeadLetter];
+  /** The circuit breaker of a target (request type or `service.method`) opened: its calls fail at once with CIRCUIT_OPEN. */
+  circuitOpen: [target: string];
+  /** A trial call succeeded: the target's calls go through again. */
+  circuitClose: [target: string];
 }

@@ -6,6 +6,7 @@ import type { IRequestOptions } from './options.js';
 import type { IEncodedPayload } from '../channel/serializer.js';
 import type { HandlerContext } from '../channel/rpc/classes.handlercontext.js';
 import type { RawPayload } from '../channel/rpc/rawpayload.js';
+import type { TDeadLetterReason } from './observability.js';
 
 /** What a feature sees of the connection it is attached to. */
 export interface IConnectionHost {
@@ -50,6 +51,8 @@ export interface IConnectionHost {
   decode(frame: IFrame): unknown;
   /** A protocol fault of the peer: it is told why and dropped. */
   fail(error: IpcError): void;
+  /** Records a message accepted and not delivered (with its data when small). */
+  deadLetter(frame: IFrame, reason: TDeadLetterReason, type: string, peerId: string, error: IpcError): void;
 }
 
 /** A feature attached to one connection with `connection.use(feature)`. */

@@ -1,6 +1,7 @@
 import type * as tls from 'node:tls';
 import type { TSerialization } from './wire.js';
 import type { IAuthOptions, IPermissions, IRateLimitOptions } from './security.js';
+import type { ICircuitBreakerOptions, IRetryOptions } from './observability.js';
 
 /** A Unix domain socket (Linux, macOS) or, on Windows, a named pipe. */
 export interface ISocketPathEndpoint {
@@ -51,6 +52,8 @@ export interface IIpcCommonOptions {
   heartbeatInitialGracePeriodMs?: number;
   /** true: a heartbeat timeout is also emitted as an `error` event. false: only `heartbeatTimeout`. Either way the connection is dropped. @default false */
   heartbeatThrowOnTimeout?: boolean;
+  /** Dead letters kept for `getDeadLetters()` (all are counted in metrics.deadLetters). @default 1000 */
+  deadLetterCapacity?: number;
 }
 
 export type IIpcServerOptions = IIpcCommonOptions & TEndpoint & {
@@ -144,6 +147,8 @@ export type IIpcClientOptions = IIpcCommonOptions & TEndpoint & {
   requestTimeout?: number;
   /** Sent at the handshake to a server with `auth: { tokens }` (or an authenticate hook that reads it). */
   authToken?: string;
+  /** One circuit breaker per request type and `service.method` (opt-in). */
+  circuitBreaker?: ICircuitBreakerOptions;
 };
 
 export interface IRequestOptions {
@@ -161,6 +166,10 @@ export interface IRequestOptions {
    * false: this request is on its own. @default true
    */
   propagate?: boolean;
+  /** Retry transient failures within the one timeout (client requests and calls): only with `idempotent: true`. */
+  retry?: IRetryOptions;
+  /** The caller's promise that repeating this request is harmless: required by `retry`. */
+  idempotent?: boolean;
 }
 
 export interface IServerStartOptions {

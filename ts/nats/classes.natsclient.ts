@@ -48,7 +48,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> i
   private readonly subscriptions = new Map<string, ISubscriptionEntry>();
   private readonly handlers = new Map<string, smartipc.TMessageHandler>();
   private readonly streams: NatsStreamEndpoint;
-  private readonly metrics: smartipc.IIpcMetrics = { messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0, requestsInFlight: 0, errors: 0 };
+  private readonly metrics = smartipc.emptyMetricsForTests();
   private readonly pubsubStats: smartipc.IClientPubSubStats = { subscriptions: 0, published: 0, received: 0, droppedLocally: 0 };
   private reconnectAttempts = 0;
   // Encoded once and reused for every message (From) and publish (From, Src).
@@ -314,7 +314,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> i
       connected: this.getIsConnected(),
       clientId: this.clientId,
       reconnectAttempts: this.reconnectAttempts,
-      metrics: { ...this.metrics, requestsInFlight: this.pending.size },
+      metrics: { ...this.metrics, requestsInFlight: this.pending.size, latency: { requests: {}, handlers: {} } },
       pubsub: { ...this.pubsubStats },
     };
   }

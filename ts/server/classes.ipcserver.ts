@@ -21,7 +21,10 @@ import { HubServices } from '../features/services/classes.hubservices.js';
 import { registerIntrospection } from './introspection.js';
 import { createBridgeHooks, type IBridgeHooks } from './bridgehooks.js';
 import type { ICallOptions, IProvideOptions, IServiceInfo, TServiceMethods } from '../interfaces/services.js';
-import { durationMs, emptyMetrics, nonEmptyString, oneOf, resolveServer, type IResolvedServer } from '../smartipc.options.js';
+import { durationMs, nonEmptyString, oneOf, resolveServer, type IResolvedServer, type TCounters } from '../smartipc.options.js';
+import { Observer } from '../features/observability/classes.observer.js';
+import { connectChannel, disconnectChannel } from '../features/observability/tracing.js';
+import type { IDeadLetter } from '../interfaces/observability.js';
 import { startTimer } from '../smartipc.timers.js';
 import { debug } from '../smartipc.log.js';
 
@@ -67,7 +70,9 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   /** @internal The options as resolved (every default applied). */
   public readonly options: IResolvedServer;
   private readonly handlers = new Map<string, TMessageHandler>();
-  private readonly metrics: IIpcMetrics = emptyMetrics();
+  private readonly observer: Observer;
+  /** The counters all connections share (the observer's). */
+  private readonly metrics: TCounters;
   private readonly clients = new Map<string, IClientEntry>();
   private readonly handshaking = new Set<FramedLink>();
   /** Connections closed because a newer one took their clientId: their disconnect was already reported. */
@@ -84,7 +89,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   /** Looks for frames that take longer than frameTimeoutMs to arrive, while running. */
   private frameSweep?: NodeJS.Timeout;
   /** Fire-and-forget frames refused by permissions or the rate limit (dropped). */
-  private readonly refusals = { forbidden: 0, rateLimited: 0 };
+  private readonly refusals = { forbidden: 0 };
   private readonly pubsub: PubSubBroker;
   private readonly services: HubServices;
   /** Bridges (./nats) watch handlers and services come and go. */
@@ -95,11 +100,14 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     super();
     this.options = resolveServer(options);
     this.medium = createMedium(this.options.endpoint);
+    this.observer = new Observer(this.options.deadLetterCapacity, (letter) => this.emit('deadLetter', letter));
+    this.metrics = this.observer.counters;
     this.partialBudget = { used: 0, limit: this.options.security.maxPartialFrameBytes };
     this.pubsub = new PubSubBroker({
       serialization: this.options.serialization,
       maxQueuedBytes: this.options.pubsubMaxQueuedBytes,
       onSlowConsumer: (clientId, queuedBytes) => this.emit('slowConsumer', clientId, queuedBytes),
+      onDeadLetter: (letter) => this.observer.deadLetter(letter),
       onError: (error, clientId) => this.emitError(error, clientId),
     });
     this.featureFactories.push((clientId, connection) => this.pubsub.featureFor(clientId, connection));
@@ -339,6 +347,11 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     return [...this.clients.keys()];
   }
 
+  /** The last dead letters (deadLetterCapacity of them), oldest first. */
+  public getDeadLetters(): IDeadLetter[] {
+    return this.observer.deadLetters.list();
+  }
+
   public getClientInfo(clientId: string): IClientInfo | undefined {
     const entry = this.clients.get(clientId);
     if (!entry) return undefined;
@@ -353,7 +366,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       connectedClients: this.clients.size,
       totalConnections: this.totalConnections,
       uptime: this.startedAt ? Date.now() - this.startedAt : 0,
-      metrics: { ...this.metrics, requestsInFlight },
+      metrics: this.observer.metrics(requestsInFlight),
       pubsub: this.pubsub.getStats(),
     };
   }
@@ -512,11 +525,13 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       heartbeat: this.options.heartbeat,
       handlers: this.handlers,
       metrics: this.metrics,
+      observer: this.observer,
       outbox: { maxMessages: 0, maxBytes: 0 },
       maxJsonDepth: security.maxJsonDepth,
       ...(guarded ? { guard: new ConnectionGuard(clientId, permissions, security.rateLimit, Date.now()) } : {}),
       owner: {
         onDisconnect: (reason) => {
+          if (disconnectChannel.hasSubscribers) disconnectChannel.publish({ side: 'server', peerId: clientId, transport: link.peer.kind, code: reason.code });
           if (this.replaced.delete(connection)) return;
           if (this.clients.get(clientId)?.connection === connection) this.clients.delete(clientId);
           this.emit('clientDisconnect', clientId, reason);
@@ -528,8 +543,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
         onError: (error) => this.emitError(error, clientId),
         onFrameError: (error) => this.emit('messageError', error, clientId),
         onRefused: (_frame, reason) => {
-          if (reason.code === 'RATE_LIMITED') this.refusals.rateLimited++;
-          else this.refusals.forbidden++;
+          if (reason.code !== 'RATE_LIMITED') this.refusals.forbidden++;
         },
       },
     });
@@ -545,6 +559,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     for (const factory of this.featureFactories) connection.use(factory(clientId, connection));
     this.clients.set(clientId, { clientId, connection, streams, metadata: hello.metadata });
     connection.attach(link, clientId);
+    if (connectChannel.hasSubscribers) connectChannel.publish({ side: 'server', peerId: clientId, transport: link.peer.kind });
     this.emit('clientConnect', clientId, hello.metadata);
     return connection;
   }

@@ -12,6 +12,10 @@ export class HandlerContext implements IMessageContext {
   public headers?: Record<string, unknown>;
   /** Wall-clock ms at which the caller gives up; undefined for messages and requests without a timeout. */
   public deadline?: number;
+  /** @internal performance.now() when the handler started (its latency). */
+  public startedAt = 0;
+  /** @internal A message's decoded data, kept for its dead letter if the handler fails. */
+  public data?: unknown;
   private controller?: AbortController;
   private abortReason?: IpcError;
   private onAbortCallbacks?: Set<(reason: IpcError) => void>;

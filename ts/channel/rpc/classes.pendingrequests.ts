@@ -8,6 +8,8 @@ export interface IPendingRequest {
   readonly timeoutMs: number;
   /** performance.now() at which it times out; Infinity for a request without a timeout. */
   readonly deadline: number;
+  /** performance.now() when it was added (its round trip is measured from here). */
+  readonly startedAt: number;
   resolve(value: unknown): void;
   reject(error: IpcError): void;
   settled: boolean;
@@ -81,11 +83,13 @@ export class PendingRequests {
     return new Promise<T>((resolve, reject) => {
       // Infinity: no deadline at all; anything else is clamped to what a timer can wait for.
       const timeout = timeoutMs === Infinity ? Infinity : clampDelay(timeoutMs);
+      const now = this.clock.now();
       const entry: IPendingRequest = {
         id,
         type,
         timeoutMs: timeout,
-        deadline: this.clock.now() + timeout,
+        deadline: now + timeout,
+        startedAt: now,
         resolve: resolve as (value: unknown) => void,
         reject,
         settled: false,

@@ -6,6 +6,8 @@ import { TopicTrie, PUBLISH_FROM_SEPARATOR, assertValidTopic, describeInvalidPat
 import { FrameEncoder } from '../../framing/classes.framecodec.js';
 import { encodePayload, payloadSize, type IEncodedPayload } from '../../channel/serializer.js';
 import { debug } from '../../smartipc.log.js';
+import type { IDeadLetter } from '../../interfaces/observability.js';
+import { publishChannel } from '../observability/tracing.js';
 
 /** What the broker needs from its server. */
 export interface IPubSubBrokerHost {
@@ -16,6 +18,8 @@ export interface IPubSubBrokerHost {
   onSlowConsumer(clientId: string, queuedBytes: number): void;
   /** A client broke the pub/sub protocol, or a delivery failed for a reason other than backpressure. */
   onError(error: IpcError, clientId: string): void;
+  /** A publish not delivered to one subscriber (slow consumer, too large for it). */
+  onDeadLetter(letter: IDeadLetter): void;
 }
 
 /** The body of a refused SUBSCRIBE or UNSUBSCRIBE acknowledgement. */
@@ -227,6 +231,7 @@ export class PubSubBroker {
     };
     let queuedFor = 0;
     if (this.queueTrie.size > 0) queuedFor += this.fanOutToQueues(topic, encoded, from, publisher, outgoing.frameBytes);
+    if (publishChannel.hasSubscribers) process.nextTick(() => publishChannel.publish({ topic, from, deliveredTo: queuedFor }));
     this.trie.match(topic, (pattern, subscribers) => {
       const stats = this.patternStats.get(pattern)!;
       stats.published++;
@@ -284,12 +289,14 @@ export class PubSubBroker {
   private deliver(subscriber: ISubscriber, outgoing: IOutgoingPublish): boolean {
     if (subscriber.slow) {
       this.dropped++;
+      this.droppedFor(subscriber, outgoing, 'slowConsumer', 'RATE_LIMITED');
       return false;
     }
     const queued = subscriber.channel.queuedBytes;
     if (queued + outgoing.frameBytes > this.host.maxQueuedBytes) {
       this.dropped++;
       this.markSlow(subscriber, queued);
+      this.droppedFor(subscriber, outgoing, 'slowConsumer', 'RATE_LIMITED');
       return false;
     }
     try {
@@ -303,12 +310,20 @@ export class PubSubBroker {
       if (error.code !== 'NOT_CONNECTED') {
         const clientId = subscriber.clientId;
         const topic = outgoing.topic;
+        this.droppedFor(subscriber, outgoing, 'tooLarge', error.code);
         process.nextTick(() => this.host.onError(new IpcError(error.code, `publish to "${topic}" not delivered to "${clientId}": ${error.message}`, { cause: error }), clientId));
       }
       return false;
     }
     this.delivered++;
     return true;
+  }
+
+  /** A dead letter for one subscriber's missed publish (no data: a flood must not decode what it drops). */
+  private droppedFor(subscriber: ISubscriber, outgoing: IOutgoingPublish, reason: 'slowConsumer' | 'tooLarge', code: IpcError['code']): void {
+    const split = outgoing.type.indexOf(PUBLISH_FROM_SEPARATOR);
+    const from = split < 0 ? 'server' : outgoing.type.slice(split + 1).split(PUBLISH_FROM_SEPARATOR)[0];
+    this.host.onDeadLetter({ reason, type: outgoing.topic, peerId: from, to: subscriber.clientId, code, at: Date.now() });
   }
 
   /** The publish as one complete frame, encoded on first use. Throws what encoding threw, for every subscriber. */

@@ -15,10 +15,13 @@ import type {
 import { TopicTrie, PUBLISH_FROM_SEPARATOR, assertValidPattern, assertValidTopic } from './classes.topictrie.js';
 import { encodePayload, type IEncodedPayload } from '../../channel/serializer.js';
 import { debug } from '../../smartipc.log.js';
+import type { Observer } from '../observability/classes.observer.js';
 
 /** What the registry needs from its client. */
 export interface ISubscriptionsHost {
   channel: IConnectionHost;
+  /** Dead letters: messages dropped from a full iterator, handlers that threw, publishes that did not decode. */
+  observer: Pick<Observer, 'deadLetter'>;
   serialization: TSerialization;
   /** How long a subscribe waits for the server's acknowledgement (the client's requestTimeout). */
   ackTimeoutMs: number;
@@ -253,8 +256,9 @@ export class ClientSubscriptions implements IConnectionFeature {
       }
       buffer.push(message);
       if (buffer.length > maxBuffered) {
-        buffer.shift();
+        const dropped = buffer.shift()!;
         this.droppedLocally++;
+        this.host.observer.deadLetter({ reason: 'slowConsumer', type: dropped.topic, peerId: dropped.from, data: dropped.data, code: 'RATE_LIMITED', at: Date.now() });
       }
     };
     this.subscribe(pattern, handler, {}, finish).catch((err: Error) => {
@@ -464,6 +468,7 @@ export class ClientSubscriptions implements IConnectionFeature {
     try {
       data = this.host.channel.decode(frame);
     } catch (err) {
+      this.host.observer.deadLetter({ reason: 'undecodable', type: topic, peerId: from, code: (err as IpcError).code ?? 'PROTOCOL_ERROR', at: Date.now() });
       this.host.emitError(err as IpcError);
       return;
     }
@@ -472,10 +477,10 @@ export class ClientSubscriptions implements IConnectionFeature {
       try {
         const result = record.handler(data, info);
         if (result !== undefined && typeof (result as Promise<void>).then === 'function') {
-          (result as Promise<void>).then(undefined, (err: unknown) => this.handlerFailed(topic, err));
+          (result as Promise<void>).then(undefined, (err: unknown) => this.handlerFailed(topic, from, data, err));
         }
       } catch (err) {
-        this.handlerFailed(topic, err);
+        this.handlerFailed(topic, from, data, err);
       }
     }
   }
@@ -508,8 +513,9 @@ export class ClientSubscriptions implements IConnectionFeature {
     return dispatch;
   }
 
-  private handlerFailed(topic: string, thrown: unknown): void {
+  private handlerFailed(topic: string, from: string, data: unknown, thrown: unknown): void {
     const message = thrown instanceof Error ? thrown.message : String(thrown);
+    this.host.observer.deadLetter({ reason: 'handlerError', type: topic, peerId: from, data, code: 'HANDLER_ERROR', at: Date.now() });
     this.host.emitError(new IpcError('HANDLER_ERROR', `subscription handler for "${topic}" threw: ${message}`, { cause: thrown }));
   }
 

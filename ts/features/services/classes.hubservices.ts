@@ -289,8 +289,9 @@ export class HubServices {
     const target = this.host.connectionOf(targetId);
     const routedType = joinNames(fromId, type);
     if (target === undefined) {
-      if (isRequest) from.replyError(frame.id, new IpcError('CLIENT_NOT_FOUND', `no connected client "${targetId}" for "${type}"`));
-      else debug('peer message "%s" from %s to unknown client %s dropped', type, fromId, targetId);
+      const error = new IpcError('CLIENT_NOT_FOUND', `no connected client "${targetId}" for "${type}"`);
+      if (isRequest) from.replyError(frame.id, error);
+      else from.deadLetter(frame, 'unknownPeer', type, fromId, error);
       return;
     }
     if (!isRequest) {

@@ -6,6 +6,7 @@ import type { ISendFileOptions, ISendStreamOptions, IStreamInfo, IStreamMeta, TS
 import type { IConnectionFeature, IConnectionHost } from '../../interfaces/hosts.js';
 import type { IEncodedPayload } from '../../channel/serializer.js';
 import { debug } from '../../smartipc.log.js';
+import { streamChannel } from '../observability/tracing.js';
 import { OutgoingStream, type IOutgoingStreamSpec, type IStreamSendHost } from './classes.outgoingstream.js';
 import { IncomingStream, type IStreamReceiveHost } from './classes.incomingstream.js';
 import { FROM_RECEIVER, FROM_SENDER, jsonPayload, parseCancelPayload, toCancelPayload, type IStreamOpenPayload } from './protocol.js';
@@ -149,7 +150,8 @@ export class StreamFeature implements IConnectionFeature, IStreamSendHost, IStre
     const stream = new OutgoingStream(this, spec, source);
     this.outgoing.set(spec.id, stream);
     this.outgoingByStreamId.set(spec.streamId, stream);
-    return stream.run();
+    if (!streamChannel.hasSubscribers) return stream.run();
+    return streamChannel.tracePromise(() => stream.run(), { streamId: spec.streamId, peerId: this.channel.peerId, meta: spec.meta });
   }
 
   private allocateId(): number {

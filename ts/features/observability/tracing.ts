@@ -1,0 +1,80 @@
+// Tracing the Node way: diagnostics_channel. APM agents and OpenTelemetry subscribe to these
+// without patching anything; when nobody does, nothing is built (every publisher checks
+// hasSubscribers first).
+//
+//   smartipc:request  TracingChannel  caller side: a request, call or peer request (start .. asyncEnd)
+//   smartipc:handle   TracingChannel  handler side: a handler or service method
+//   smartipc:stream   TracingChannel  a stream sent (start .. asyncEnd when the receiver has it all)
+//   smartipc:connect, smartipc:disconnect, smartipc:message, smartipc:publish, smartipc:deadLetter  plain channels
+import * as plugins from '../../plugins.js';
+import type { IDeadLetter } from '../../interfaces/observability.js';
+
+/**
+ * The context object of a traced request or handler: the same object goes to start, end,
+ * asyncStart, asyncEnd and error (with `result` or `error` added). Never payload data. `headers`
+ * may be written by a `start` subscriber before the request is encoded (add a `traceparent`).
+ */
+export interface ITraceContext {
+  /** The message type, or `service.method`. */
+  type: string;
+  /** The other side: the server's id seen from a client, the clientId seen from a server. */
+  peerId: string;
+  /** The request's correlation id on its connection (0 until it is sent). */
+  id: number;
+  service?: string;
+  method?: string;
+  headers: Record<string, unknown>;
+  /** Frame bytes sent (request side) or received (handler side). */
+  bytes: number;
+  result?: unknown;
+  error?: unknown;
+}
+
+/** The context of a traced stream. */
+export interface IStreamTraceContext {
+  streamId: string;
+  peerId: string;
+  meta: Record<string, unknown>;
+  result?: unknown;
+  error?: unknown;
+}
+
+export const requestChannel = plugins.diagnosticsChannel.tracingChannel<ITraceContext, ITraceContext>('smartipc:request');
+export const handleChannel = plugins.diagnosticsChannel.tracingChannel<ITraceContext, ITraceContext>('smartipc:handle');
+export const streamChannel = plugins.diagnosticsChannel.tracingChannel<IStreamTraceContext, IStreamTraceContext>('smartipc:stream');
+export const connectChannel = plugins.diagnosticsChannel.channel('smartipc:connect');
+export const disconnectChannel = plugins.diagnosticsChannel.channel('smartipc:disconnect');
+export const messageChannel = plugins.diagnosticsChannel.channel('smartipc:message');
+export const publishChannel = plugins.diagnosticsChannel.channel('smartipc:publish');
+export const deadLetterChannel = plugins.diagnosticsChannel.channel('smartipc:deadLetter');
+
+/** What `smartipc:connect` and `smartipc:disconnect` carry. */
+export interface IConnectTrace {
+  /** 'server': a server admitted a client; 'client': a client or channel connected. */
+  side: 'server' | 'client';
+  peerId: string;
+  transport: string;
+  /** `smartipc:disconnect` only. */
+  code?: string;
+}
+
+/** What `smartipc:message` carries: a fire-and-forget message sent or received. */
+export interface IMessageTrace {
+  direction: 'sent' | 'received';
+  type: string;
+  peerId: string;
+}
+
+/** What `smartipc:publish` carries: a publish the broker fanned out. */
+export interface IPublishTrace {
+  topic: string;
+  from: string;
+  /** Clients it was queued for. */
+  deliveredTo: number;
+}
+
+export function publishDeadLetter(letter: IDeadLetter): void {
+  if (!deadLetterChannel.hasSubscribers) return;
+  const { data: _data, ...withoutData } = letter;
+  deadLetterChannel.publish(withoutData);
+}
