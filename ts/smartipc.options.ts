@@ -149,6 +149,7 @@ export interface IResolvedServer extends IResolvedCommon, IResolvedEndpoint, IRe
   socketMode?: number;
   maxClients: number;
   pubsubMaxQueuedBytes: number;
+  slowConsumerPolicy: 'drop' | 'disconnect';
   maxCallDepth: number;
   security: IResolvedSecurity;
 }
@@ -197,6 +198,7 @@ export function resolveServer(options: IIpcServerOptions): IResolvedServer {
     socketMode: socketMode(options.socketMode),
     maxClients: count('maxClients', options.maxClients, defaults.DEFAULT_MAX_CLIENTS, { allowInfinity: true }),
     pubsubMaxQueuedBytes: bytes('pubsubMaxQueuedBytes', options.pubsubMaxQueuedBytes, defaults.DEFAULT_PUBSUB_MAX_QUEUED_BYTES),
+    slowConsumerPolicy: oneOf('slowConsumerPolicy', options.slowConsumerPolicy, ['drop', 'disconnect'], 'drop'),
     maxCallDepth: count('maxCallDepth', options.maxCallDepth, defaults.DEFAULT_MAX_CALL_DEPTH),
     security: resolveSecurity(options),
   };

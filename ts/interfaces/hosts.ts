@@ -51,6 +51,8 @@ export interface IConnectionHost {
   decode(frame: IFrame): unknown;
   /** A protocol fault of the peer: it is told why and dropped. */
   fail(error: IpcError): void;
+  /** Closes the link at once (no goodbye: the queue may be full). */
+  destroy(error: IpcError): void;
   /** Records a message accepted and not delivered (with its data when small). */
   deadLetter(frame: IFrame, reason: TDeadLetterReason, type: string, peerId: string, error: IpcError): void;
 }

@@ -71,6 +71,12 @@ export type IIpcServerOptions = IIpcCommonOptions & TEndpoint & {
    * queue. Bounds the server's memory per slow subscriber. @default 8 MiB
    */
   pubsubMaxQueuedBytes?: number;
+  /**
+   * What happens to a subscriber over `pubsubMaxQueuedBytes`: 'drop' skips its publishes (counted,
+   * dead-lettered) until it has read its queue; 'disconnect' closes its connection at once (it
+   * reconnects and resubscribes by itself). @default 'drop'
+   */
+  slowConsumerPolicy?: 'drop' | 'disconnect';
   /** Time a new connection has to complete its handshake (ms). @default 5000 */
   registerTimeoutMs?: number;
   /** Default timeout of `requestClient` and `call` made by the server (ms; Infinity: none). @default 30000 */

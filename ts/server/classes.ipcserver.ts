@@ -106,6 +106,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     this.pubsub = new PubSubBroker({
       serialization: this.options.serialization,
       maxQueuedBytes: this.options.pubsubMaxQueuedBytes,
+      slowConsumerPolicy: this.options.slowConsumerPolicy,
       onSlowConsumer: (clientId, queuedBytes) => this.emit('slowConsumer', clientId, queuedBytes),
       onDeadLetter: (letter) => this.observer.deadLetter(letter),
       onError: (error, clientId) => this.emitError(error, clientId),

@@ -14,6 +14,8 @@ export interface IPubSubBrokerHost {
   serialization: TSerialization;
   /** Bytes queued for one client past which publishes to it are dropped. */
   maxQueuedBytes: number;
+  /** 'drop': a slow consumer misses publishes until it has read its queue; 'disconnect': it is disconnected. */
+  slowConsumerPolicy: 'drop' | 'disconnect';
   /** A client's queue reached the bound; its publishes are dropped until its socket drains. */
   onSlowConsumer(clientId: string, queuedBytes: number): void;
   /** A client broke the pub/sub protocol, or a delivery failed for a reason other than backpressure. */
@@ -349,6 +351,12 @@ export class PubSubBroker {
     debug('client %s is a slow consumer (%d bytes queued); dropping its publishes until it drains', subscriber.clientId, queuedBytes);
     // Reported after the fan-out: a listener must not run in the middle of it.
     process.nextTick(() => this.host.onSlowConsumer(subscriber.clientId, queuedBytes));
+    if (this.host.slowConsumerPolicy === 'disconnect') {
+      // Cut it loose at once: what is queued for it is freed with the socket; it reconnects and resubscribes.
+      debug('slowConsumerPolicy disconnect: closing %s', subscriber.clientId);
+      subscriber.channel.destroy(new IpcError('CONNECTION_LOST', `client "${subscriber.clientId}" was disconnected as a slow consumer (${queuedBytes} bytes queued, bound ${this.host.maxQueuedBytes})`));
+      return;
+    }
     void subscriber.channel.waitForDrain().then(() => this.clearSlow(subscriber));
   }
 
