@@ -103,12 +103,24 @@ const SCENARIOS = {
       { key: 'requestsPerSec', label: 'requests/s (100 in flight)', better: 'higher', target: { ratioMin: 1.5 } },
     ],
   },
+  S10: {
+    title: 'one-way 1 MiB Buffer payloads, default serialization (json)',
+    roles: ['server', 'client'],
+    reporters: ['server'],
+    metrics: [{ key: 'mbPerSec', label: 'MB/s', better: 'higher', target: { ratioMin: 0.9 } }],
+  },
+  S11: {
+    title: "one-way 1 MiB Buffer payloads, serialization 'advanced'",
+    roles: ['server', 'client'],
+    reporters: ['server'],
+    metrics: [{ key: 'mbPerSec', label: 'MB/s', better: 'higher' }],
+  },
 };
 
 // ---- options -------------------------------------------------------------------------------------
 
 const USAGE = `usage: node bench/run.js [options]
-  --scenario S1,S3     scenarios to run (default: all, S1..S9)
+  --scenario S1,S3     scenarios to run (default: all, S1..S12)
   --impl a,b           implementations (default: baseline,smartipc)
   --duration-ms N      measured time per scenario run (default 3000; smoke 200)
   --warmup-ms N        warm-up before each measurement (default 1000; smoke 100)

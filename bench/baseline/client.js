@@ -42,7 +42,11 @@ main(async () => {
 
   const adapter = {
     request: (data) => conn.request(data),
-    send: (type, data) => conn.send(MESSAGE_KINDS[type], data),
+    send: (type, data) => {
+      if (type !== 'bin') return conn.send(MESSAGE_KINDS[type], data);
+      conn.writer.writeBuffer(KIND.BIN, 0, data);
+      return conn.drained();
+    },
     async streamBytes(totalBytes, phase, shouldStop) {
       const done = new Promise((resolve) => streamWaiters.set(phase, resolve));
       const streamId = nextStreamId++;

@@ -23,6 +23,7 @@ export const KIND = Object.freeze({
   SUB: 10,
   PUB: 11,
   DELIVER: 12,
+  BIN: 13,
 });
 
 /** Batches every frame written in one tick into as few socket writes as possible (cork + writev). */

@@ -37,6 +37,9 @@ main(async () => {
           parseJson(buf, start, end);
           count++;
           return;
+        case KIND.BIN: // S10, S11: a binary payload: nothing to decode, the bytes are the message
+          count++;
+          return;
         case KIND.MARK:
           payloadBytes = end > start ? parseJson(buf, start, end).payloadBytes ?? 0 : 0;
           count = 0;
@@ -44,7 +47,7 @@ main(async () => {
           return;
         case KIND.DONE: {
           const seconds = (now() - t0) / 1000;
-          if (scenario === 'S4') void result({ mbPerSec: (count * payloadBytes) / 1e6 / seconds, messages: count });
+          if (scenario === 'S4' || scenario === 'S10' || scenario === 'S11') void result({ mbPerSec: (count * payloadBytes) / 1e6 / seconds, messages: count });
           else void result({ messagesPerSec: count / seconds, messages: count });
           return;
         }

@@ -5,7 +5,7 @@
 //   streamBytes(totalBytes, phase, shouldStop) -> Promise<{ mbPerSec }>
 //                                                     a binary stream, resolved when the receiver saw its end
 //   subscribe(topic, handler) -> Promise, publish(topic, data) -> Promise   (S6)
-import { bigObject, smallObject, tinyObject } from './payloads.js';
+import { bigObject, binaryBlock, smallObject, tinyObject } from './payloads.js';
 import { latencySummary } from './stats.js';
 import { now, yieldToLoop } from './child.js';
 
@@ -28,6 +28,11 @@ export async function runClient(adapter, config) {
       const big = bigObject();
       const payloadBytes = Buffer.byteLength(JSON.stringify(big));
       return oneWay(adapter, config, 'blob', () => big, 1, { payloadBytes });
+    }
+    case 'S10':
+    case 'S11': {
+      const block = binaryBlock();
+      return oneWay(adapter, config, 'bin', () => block, 1, { payloadBytes: block.length });
     }
     case 'S5':
       return stream(adapter, config);

@@ -7,7 +7,8 @@ import { binaryBlock, STREAM_CHUNK_BYTES } from '../lib/payloads.js';
 import { missingFeature } from './features.js';
 
 main(async () => {
-  const client = SmartIpc.createClient({ id: 'bench', socketPath: config.socketPath, clientId: 'bench-client' });
+  const serialization = config.scenario === 'S11' ? 'advanced' : 'json';
+  const client = SmartIpc.createClient({ id: 'bench', socketPath: config.socketPath, clientId: 'bench-client', serialization });
   client.on('error', (error) => void fail(error));
   onStop(() => client.disconnect());
   const missing = missingFeature(client, config.scenario);

@@ -4,7 +4,8 @@ import { config, fail, main, markMemoryStart, now, onStop, ready, result } from 
 
 main(async () => {
   const scenario = config.scenario;
-  const server = SmartIpc.createServer({ id: 'bench', socketPath: config.socketPath, autoCleanupSocketFile: true });
+  const serialization = scenario === 'S11' ? 'advanced' : 'json';
+  const server = SmartIpc.createServer({ id: 'bench', socketPath: config.socketPath, autoCleanupSocketFile: true, serialization });
   server.on('error', (error) => void fail(error));
 
   // S1, S2, S7, and the subscribers' sync in S6: echo the decoded object.
@@ -19,6 +20,7 @@ main(async () => {
   };
   server.onMessage('tick', countOne);
   server.onMessage('blob', countOne);
+  server.onMessage('bin', countOne);
   server.onMessage('mark', (data) => {
     payloadBytes = data?.payloadBytes ?? 0;
     count = 0;
@@ -26,7 +28,7 @@ main(async () => {
   });
   server.onMessage('done', () => {
     const seconds = (now() - t0) / 1000;
-    if (scenario === 'S4') void result({ mbPerSec: (count * payloadBytes) / 1e6 / seconds, messages: count });
+    if (scenario === 'S4' || scenario === 'S10' || scenario === 'S11') void result({ mbPerSec: (count * payloadBytes) / 1e6 / seconds, messages: count });
     else void result({ messagesPerSec: count / seconds, messages: count });
   });
 
