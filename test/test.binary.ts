@@ -298,7 +298,7 @@ for (const kind of TRANSPORTS) {
         assertOnlyBuffers(received);
         for (const r of received) {
           const bytes = Buffer.isBuffer(r) ? r : Array.isArray(r) ? (r[0] as { bytes: Buffer }).bytes : (r as { file: Buffer }).file;
-          assert.ok(bytes.equals(mib));
+          assert.ok(bytes.equals(mib), 'the 1 MiB arrived with other bytes');
         }
       });
 
@@ -324,7 +324,7 @@ for (const kind of TRANSPORTS) {
             assert.equal(frame.flags & FLAG_HAS_ATTACHMENTS, FLAG_HAS_ATTACHMENTS, `${what}: nested bytes are an attachment`);
             assert.ok(frame.payload.subarray(payloadBytes - MiB).equals(mib), `${what}: the raw bytes close the payload`);
           } else assert.equal(encoding, EPayloadEncoding.V8);
-          if (!nested) assert.ok(frame.payload.equals(mib));
+          if (!nested) assert.ok(frame.payload.equals(mib), `${what}: the payload is not the raw bytes`);
         };
         let id = 0;
         for (const [type, nested] of [['whole', false], ['nested', true]] as const) {
@@ -433,7 +433,7 @@ for (const kind of TRANSPORTS) {
             const closed = waitForClose(peer.socket);
             peer.write(rawFrame(forgery.frame));
             const [error, clientId] = await reported;
-            assert.ok(error instanceof IpcError);
+            assert.ok(error instanceof IpcError, `messageError with ${String(error)}`);
             assert.equal(error.code, 'PROTOCOL_ERROR');
             assert.equal(clientId, peer.clientId);
             assert.equal((await dropped)[0], peer.clientId);
@@ -515,7 +515,7 @@ for (const kind of TRANSPORTS) {
         assert.equal(error.code, 'PROTOCOL_ERROR');
         assert.equal(clientId, peer.clientId);
       }
-      assert.ok(pair.server.getClientIds().includes(peer.clientId));
+      assert.ok(pair.server.getClientIds().includes(peer.clientId), 'the raw peer was dropped');
     });
 
     test('a malformed response rejects that requestClient with PROTOCOL_ERROR; the next one works', T, async (t) => {
