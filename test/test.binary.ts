@@ -23,7 +23,7 @@ const T = { timeout: 20_000 };
 const SERIALIZATIONS: readonly TSerialization[] = ['json', 'advanced'];
 const MiB = 1024 * 1024;
 
-function pairOf(kind: TTransportKind, serialization: TSerialization, extra: { heartbeat?: boolean } = {}): Promise<IPair> {
+function pairOf(kind: TTransportKind, serialization: TSerialization, extra: { heartbeat?: boolean; maxJsonDepth?: number } = {}): Promise<IPair> {
   return createPair(kind, { server: { serialization, ...extra }, client: { serialization, ...extra } });
 }
 
@@ -243,18 +243,24 @@ for (const kind of TRANSPORTS) {
         assert.deepStrictEqual(await pair.client.request('identity', when), serialization === 'json' ? when.toISOString() : when);
       });
 
-      test('a Buffer 1,100 levels deep still arrives as a Buffer', { ...T, todo: serialization === 'json' ? "json: Buffers deeper than 1,000 levels (BINARY_SEARCH_MAX_DEPTH) are silently sent as { type: 'Buffer', data: [...] }" : undefined }, async (t) => {
-        const pair = await pairOf(kind, serialization);
+      test('a Buffer 1,100 levels deep still arrives as a Buffer (with maxJsonDepth raised), and is refused, never mangled, at the default', T, async (t) => {
+        const pair = await pairOf(kind, serialization, { maxJsonDepth: 2_000 });
         t.after(() => pair.close());
         pair.server.onMessage('identity', (data) => data);
         const depth = 1_100;
+        if (serialization === 'json') {
+          const strict = await pairOf(kind, serialization);
+          t.after(() => strict.close());
+          strict.server.onMessage('identity', (data) => data);
+          await expectIpcError(strict.client.request('identity', nest(depth, Buffer.from('too deep'))), 'PROTOCOL_ERROR');
+        }
         let arrived = await pair.client.request('identity', nest(depth, Buffer.from('very deep')));
         for (let i = depth - 1; i >= 0; i--) arrived = i % 2 === 0 ? (arrived as { next: unknown }).next : (arrived as unknown[])[1];
         assert.ok(Buffer.isBuffer(arrived), `the leaf arrived as ${JSON.stringify(arrived)}`);
         assert.equal(arrived.toString(), 'very deep');
       });
 
-      test('a user object with an own "__proto__" key and a U+0000 key arrives unchanged beside a Buffer', { ...T, todo: serialization === 'json' ? 'json: escaping U+0000 keys assigns "__proto__" as a key (sets the prototype instead), so an own "__proto__" key is lost' : undefined }, async (t) => {
+      test('a user object with an own "__proto__" key and a U+0000 key arrives unchanged beside a Buffer', T, async (t) => {
         const pair = await pairOf(kind, serialization);
         t.after(() => pair.close());
         pair.server.onMessage('identity', (data) => data);

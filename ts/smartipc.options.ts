@@ -92,6 +92,7 @@ export interface IResolvedCommon {
   heartbeat?: IHeartbeatOptions;
   heartbeatThrowOnTimeout: boolean;
   deadLetterCapacity: number;
+  maxJsonDepth: number;
 }
 
 export interface IResolvedEndpoint {
@@ -124,6 +125,7 @@ export function resolveCommon(options: Partial<IIpcCommonOptions>, idFallback?: 
     heartbeat,
     heartbeatThrowOnTimeout: bool('heartbeatThrowOnTimeout', options.heartbeatThrowOnTimeout, defaults.DEFAULT_HEARTBEAT_THROW_ON_TIMEOUT),
     deadLetterCapacity: count('deadLetterCapacity', options.deadLetterCapacity, defaults.DEFAULT_DEAD_LETTER_CAPACITY, { min: 0 }),
+    maxJsonDepth: count('maxJsonDepth', options.maxJsonDepth, defaults.DEFAULT_MAX_JSON_DEPTH),
   };
 }
 
@@ -164,7 +166,6 @@ export interface IResolvedSecurity {
   handshakeMaxFrameBytes: number;
   frameTimeoutMs: number;
   maxPartialFrameBytes: number;
-  maxJsonDepth: number;
 }
 
 export function resolveSecurity(options: IIpcServerOptions): IResolvedSecurity {
@@ -184,7 +185,6 @@ export function resolveSecurity(options: IIpcServerOptions): IResolvedSecurity {
     handshakeMaxFrameBytes: bytes('handshakeMaxFrameBytes', options.handshakeMaxFrameBytes, defaults.DEFAULT_HANDSHAKE_MAX_FRAME_BYTES),
     frameTimeoutMs: durationMs('frameTimeoutMs', options.frameTimeoutMs, defaults.DEFAULT_FRAME_TIMEOUT_MS, { allowZero: false }),
     maxPartialFrameBytes: bytes('maxPartialFrameBytes', options.maxPartialFrameBytes, defaults.DEFAULT_MAX_PARTIAL_FRAME_BYTES),
-    maxJsonDepth: count('maxJsonDepth', options.maxJsonDepth, defaults.DEFAULT_MAX_JSON_DEPTH),
   };
 }
 

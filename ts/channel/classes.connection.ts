@@ -16,6 +16,7 @@ import { Outbox } from './classes.outbox.js';
 import { decodePayload, encodeInto, isAllowedEncoding, type IEncodedPayload } from './serializer.js';
 import { RawPayload, isPassThrough, passThrough } from './rpc/rawpayload.js';
 import { checkRequestOptions, type TCounters } from '../smartipc.options.js';
+import { clampDelay } from '../smartipc.timers.js';
 import { GUARDED_KINDS, type IFrameGuard } from '../features/security/classes.guard.js';
 import { DEAD_LETTER_MAX_DATA_BYTES, DEFAULT_MAX_JSON_DEPTH } from '../smartipc.defaults.js';
 import { debug } from '../smartipc.log.js';
@@ -125,6 +126,8 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
   private goodbye?: IGoodbyePayload;
   private closingByUs = false;
   private activeHandlers = 0;
+  /** The part of activeHandlers that answers requests (requestsInFlight counts only these). */
+  private activeRequests = 0;
   private idleWaiters: Array<() => void> = [];
   private closeWaiters: Array<() => void> = [];
   private readonly features: IConnectionFeature[] = [];
@@ -158,7 +161,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
 
   /** Requests sent and not settled plus requests received and not yet answered (cancelled ones excluded). */
   public get requestsInFlight(): number {
-    return this.pending.size + this.activeHandlers;
+    return this.pending.size + this.activeRequests;
   }
 
   /** Requests this side sent and awaits. */
@@ -424,7 +427,8 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     try {
       if (open) {
         const headersJson = headers === undefined || (trace !== undefined && headers === trace.headers && Object.keys(headers).length === 0 && options.headers === undefined) ? undefined : JSON.stringify(headers);
-        const bytes = link!.sendFrame(kind, out.encoding, id, type, headersJson, out.payload, timeoutMs === Infinity ? -1 : timeoutMs, out.attachments);
+        // The budget is what the caller's (clamped) timer will wait, not more.
+        const bytes = link!.sendFrame(kind, out.encoding, id, type, headersJson, out.payload, timeoutMs === Infinity ? -1 : clampDelay(timeoutMs), out.attachments);
         this.config.metrics.messagesSent++;
         if (trace !== undefined) {
           trace.id = id;
@@ -690,6 +694,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     // The chunk's arrival time: no Date.now() per frame.
     this.lastMessageAt = this.link?.lastReceivedAt ?? this.lastMessageAt;
     this.activeHandlers++;
+    if (isRequest) this.activeRequests++;
     context.startedAt = performance.now();
     if (!raw && !isRequest) context.data = data;
     let result: unknown;
@@ -730,7 +735,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
   }
 
   private handlerDone(id: number, context: HandlerContext, value: unknown): void {
-    this.handlerFinished();
+    this.handlerFinished(context);
     this.config.observer.handlers.record(context.type, performance.now() - context.startedAt);
     if (!context.isRequest) return;
     const link = this.link;
@@ -767,7 +772,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
   }
 
   private handlerFailed(id: number, context: HandlerContext, thrown: unknown): void {
-    this.handlerFinished();
+    this.handlerFinished(context);
     this.config.observer.handlers.record(context.type, performance.now() - context.startedAt);
     if (isPassThrough(thrown)) {
       // The library's own refusal or a relayed failure: the caller gets its code, not HANDLER_ERROR.
@@ -786,7 +791,9 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     }
   }
 
-  private handlerFinished(): void {
+  private handlerFinished(context: HandlerContext): void {
+    context.finish();
+    if (context.isRequest) this.activeRequests--;
     this.activeHandlers--;
     if (this.activeHandlers === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
@@ -815,7 +822,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     if (context.isAborted) return;
     context.abort(reason);
     // It no longer counts as in flight, and a graceful stop need not wait for it.
-    this.handlerFinished();
+    this.handlerFinished(context);
   }
 
   /** Answers request `id` with an error; its code crosses the wire. */

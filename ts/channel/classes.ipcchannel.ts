@@ -80,6 +80,7 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> {
       handlers: this.handlers,
       metrics: this.observer.counters,
       observer: this.observer,
+      maxJsonDepth: this.setup.maxJsonDepth,
       outbox: { maxMessages: 0, maxBytes: 0 },
       owner: {
         onDisconnect: (reason) => this.emit('disconnect', reason),

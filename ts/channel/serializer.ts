@@ -29,7 +29,10 @@ export interface IEncodedPayload {
  * those keys (and lose it again on arrival), so no user object can be read as a placeholder.
  */
 const ATTACHMENT_KEY = '\u0000';
-/** Deeper structures are not searched for Buffers (JSON.stringify would refuse a cycle anyway). */
+/**
+ * Deeper structures are not searched: they take the replacer path, which finds every Buffer at any
+ * depth (and JSON.stringify refuses a cycle there).
+ */
 const BINARY_SEARCH_MAX_DEPTH = 1_000;
 
 /** A Uint8Array as a Buffer over the same bytes (no copy). */
@@ -96,7 +99,7 @@ export function payloadSize(encoded: IEncodedPayload): number {
 /** Whether a Buffer or Uint8Array sits anywhere in plain objects and arrays (a cheap walk: 10-25 ns for a small object). */
 function containsBinary(value: object, depth: number): boolean {
   if (ArrayBuffer.isView(value)) return value instanceof Uint8Array;
-  if (depth >= BINARY_SEARCH_MAX_DEPTH) return false;
+  if (depth >= BINARY_SEARCH_MAX_DEPTH) return true;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       const item: unknown = value[i];
@@ -110,6 +113,11 @@ function containsBinary(value: object, depth: number): boolean {
     if (typeof item === 'object' && item !== null && containsBinary(item, depth + 1)) return true;
   }
   return false;
+}
+
+/** An own, enumerable key, whatever its name: assigning `"__proto__"` would set the prototype instead. */
+function defineKey(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
 function attachingReplacer(attachments: Buffer[]): (this: Record<string, unknown>, key: string, value: unknown) => unknown {
@@ -129,7 +137,7 @@ function attachingReplacer(attachments: Buffer[]): (this: Record<string, unknown
       }
     }
     if (escaped === undefined) return value;
-    for (const [k, v] of Object.entries(value)) escaped[k.charCodeAt(0) === 0 ? ATTACHMENT_KEY + k : k] = v;
+    for (const [k, v] of Object.entries(value)) defineKey(escaped, k.charCodeAt(0) === 0 ? ATTACHMENT_KEY + k : k, v);
     return escaped;
   };
 }
@@ -236,7 +244,7 @@ function reviver(attachments: Buffer[]): (key: string, value: unknown) => unknow
       return attachments[index];
     }
     const unescaped: Record<string, unknown> = {};
-    for (const k of keys) unescaped[k.charCodeAt(0) === 0 ? k.slice(1) : k] = record[k];
+    for (const k of keys) defineKey(unescaped, k.charCodeAt(0) === 0 ? k.slice(1) : k, record[k]);
     return unescaped;
   };
 }

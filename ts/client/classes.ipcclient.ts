@@ -98,6 +98,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
       handlers: this.handlers,
       metrics: this.observer.counters,
       observer: this.observer,
+      maxJsonDepth: this.options.maxJsonDepth,
       outbox: this.options.outbox,
       noHandlerHint: () =>
         this.hostedServer === undefined

@@ -54,6 +54,8 @@ export interface IIpcCommonOptions {
   heartbeatThrowOnTimeout?: boolean;
   /** Dead letters kept for `getDeadLetters()` (all are counted in metrics.deadLetters). @default 1000 */
   deadLetterCapacity?: number;
+  /** Received JSON nested deeper than this is refused (PROTOCOL_ERROR for that message; the connection stays). Both ends should agree. @default 1000 */
+  maxJsonDepth?: number;
 }
 
 export type IIpcServerOptions = IIpcCommonOptions & TEndpoint & {
@@ -99,8 +101,6 @@ export type IIpcServerOptions = IIpcCommonOptions & TEndpoint & {
   frameTimeoutMs?: number;
   /** Bytes all connections together may hold for frames that have not fully arrived; the one that goes over is closed. @default 256 MiB */
   maxPartialFrameBytes?: number;
-  /** Decoded JSON nested deeper than this is refused (PROTOCOL_ERROR for that message; the connection stays). @default 1000 */
-  maxJsonDepth?: number;
 };
 
 export interface IConnectRetryOptions {

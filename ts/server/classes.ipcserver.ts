@@ -528,7 +528,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       metrics: this.metrics,
       observer: this.observer,
       outbox: { maxMessages: 0, maxBytes: 0 },
-      maxJsonDepth: security.maxJsonDepth,
+      maxJsonDepth: this.options.maxJsonDepth,
       ...(guarded ? { guard: new ConnectionGuard(clientId, permissions, security.rateLimit, Date.now()) } : {}),
       owner: {
         onDisconnect: (reason) => {

@@ -18,6 +18,7 @@ export class HandlerContext implements IMessageContext {
   public data?: unknown;
   private controller?: AbortController;
   private abortReason?: IpcError;
+  private finished = false;
   private onAbortCallbacks?: Set<(reason: IpcError) => void>;
 
   constructor(
@@ -51,6 +52,16 @@ export class HandlerContext implements IMessageContext {
     return this.abortReason;
   }
 
+  /** The handler settled: work it started later (a timer, a socket) is no longer on its behalf. */
+  public finish(): void {
+    this.finished = true;
+    if (this.abortReason === undefined) this.onAbortCallbacks = undefined;
+  }
+
+  public get isFinished(): boolean {
+    return this.finished;
+  }
+
   /** Called once by the library: the caller is gone. */
   public abort(reason: IpcError): void {
     if (this.abortReason !== undefined) return;
@@ -77,7 +88,12 @@ function noop(): void {}
 /** The context of the handler whose code is running: nested requests and calls read it. Holds no payloads. */
 export const handlerContextStorage = new plugins.asyncHooks.AsyncLocalStorage<HandlerContext>();
 
-/** The running handler's context, if any. */
+/**
+ * The running handler's context, if any. A context stays in the async scope of everything its
+ * handler started (timers too), so one whose handler has settled no longer counts.
+ */
 export function currentHandlerContext(): HandlerContext | undefined {
-  return handlerContextStorage.getStore();
+  const context = handlerContextStorage.getStore();
+  // A cancelled one still counts: what it started is cancelled with it.
+  return context === undefined || (context.isFinished && !context.isAborted) ? undefined : context;
 }

@@ -14,7 +14,6 @@ export interface IPendingRequest {
   reject(error: IpcError): void;
   settled: boolean;
   signal?: AbortSignal;
-  onAbort?: () => void;
   /** Runs once when the entry leaves the table, however it settles (unlinks it from a parent handler's cancellation). */
   cleanup?: () => void;
   /** Resolve with the answer as it arrived (a RawPayload), not decoded: a hub forwarding it. */
@@ -55,6 +54,7 @@ export class PendingRequests {
   private readonly queues = new Map<number, IDeadlineQueue>();
   private timer?: TClockTimer;
   private timerDeadline = Infinity;
+  private readonly signals = new WeakMap<AbortSignal, { ids: Set<number>; listener: () => void }>();
 
   /**
    * @param clock time and timers (tests pass a manual clock)
@@ -97,8 +97,7 @@ export class PendingRequests {
       if (cleanup) entry.cleanup = cleanup;
       if (signal) {
         entry.signal = signal;
-        entry.onAbort = () => this.giveUp(id, new IpcError('ABORTED', `request "${type}" was aborted`, { cause: signal.reason }));
-        signal.addEventListener('abort', entry.onAbort, { once: true });
+        this.watch(signal, id);
       }
       this.slots[id & this.mask] = entry;
       this.count++;
@@ -122,7 +121,7 @@ export class PendingRequests {
     this.slots[slot] = undefined;
     this.count--;
     entry.settled = true;
-    if (entry.onAbort) entry.signal!.removeEventListener('abort', entry.onAbort);
+    if (entry.signal) this.unwatch(entry.signal, id);
     if (entry.cleanup) entry.cleanup();
     const queue = this.queues.get(entry.timeoutMs);
     if (queue !== undefined) {
@@ -130,6 +129,38 @@ export class PendingRequests {
       this.trim(queue);
     }
     return entry;
+  }
+
+  /**
+   * One abort listener per signal, however many requests share it (a shared signal over many
+   * requests would otherwise trip Node's MaxListenersExceededWarning).
+   */
+  private watch(signal: AbortSignal, id: number): void {
+    let watched = this.signals.get(signal);
+    if (watched === undefined) {
+      const ids = new Set<number>();
+      const listener = () => {
+        this.signals.delete(signal);
+        for (const pendingId of [...ids]) {
+          const entry = this.peek(pendingId);
+          if (entry !== undefined) this.giveUp(pendingId, new IpcError('ABORTED', `request "${entry.type}" was aborted`, { cause: signal.reason }));
+        }
+      };
+      watched = { ids, listener };
+      this.signals.set(signal, watched);
+      signal.addEventListener('abort', listener, { once: true });
+    }
+    watched.ids.add(id);
+  }
+
+  private unwatch(signal: AbortSignal, id: number): void {
+    const watched = this.signals.get(signal);
+    if (watched === undefined) return;
+    watched.ids.delete(id);
+    if (watched.ids.size === 0) {
+      this.signals.delete(signal);
+      signal.removeEventListener('abort', watched.listener);
+    }
   }
 
   /**
