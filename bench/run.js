@@ -17,7 +17,7 @@ const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const RESULTS_DIR = path.join(BENCH_DIR, 'results');
 const DIST_ENTRY = path.join(BENCH_DIR, '..', 'dist_ts', 'index.js');
 const IMPLS = ['baseline', 'smartipc'];
-const ROLE_SCRIPTS = { server: 'server.js', subs: 'subscribers.js', client: 'client.js', parent: 'parent.js' };
+const ROLE_SCRIPTS = { server: 'server.js', subs: 'subscribers.js', client: 'client.js', parent: 'parent.js', provider: 'provider.js' };
 const MIB = 1024 * 1024;
 
 /**
@@ -114,6 +114,21 @@ const SCENARIOS = {
     roles: ['server', 'client'],
     reporters: ['server'],
     metrics: [{ key: 'mbPerSec', label: 'MB/s', better: 'higher' }],
+  },
+  S12: {
+    title: 'services: caller -> hub -> provider vs direct requests to the hub (smartipc only, same run)',
+    roles: ['server', 'provider', 'client'],
+    reporters: ['client'],
+    only: 'smartipc',
+    metrics: [
+      { key: 'directPerSec', label: 'direct requests/s (100 in flight)', better: 'higher' },
+      { key: 'routedPerSec', label: 'routed calls/s (100 in flight)', better: 'higher' },
+      { key: 'routedOverDirect', label: 'routed / direct throughput', better: 'higher', target: { absMin: 0.5 } },
+      { key: 'directP50Us', label: 'direct p50 µs (1 in flight)', better: 'lower' },
+      { key: 'routedP50Us', label: 'routed p50 µs (1 in flight)', better: 'lower' },
+      { key: 'p50RoutedOverDirect', label: 'routed / direct p50', better: 'lower', target: { absMax: 2.2 } },
+      { key: 'hubCpuUsPerCall', label: 'hub CPU µs per routed call', better: 'lower' },
+    ],
   },
 };
 
@@ -437,6 +452,7 @@ function formatNumber(value) {
 
 function describeTarget(target) {
   if (!target) return '';
+  if (target.absMin !== undefined) return `≥ ${target.absMin}`;
   if (target.ratioMin !== undefined) return `≥ ${target.ratioMin}×`;
   if (target.ratioMax !== undefined) return `≤ ${target.ratioMax}×`;
   return `≤ ${formatNumber(target.absMax)}`;
@@ -444,6 +460,7 @@ function describeTarget(target) {
 
 function checkTarget(target, smartipcValue, ratio) {
   if (!target) return undefined;
+  if (target.absMin !== undefined) return smartipcValue === undefined ? undefined : smartipcValue >= target.absMin;
   if (target.absMax !== undefined) return smartipcValue === undefined ? undefined : smartipcValue <= target.absMax;
   if (ratio === undefined || !Number.isFinite(ratio)) return undefined;
   if (target.ratioMin !== undefined) return ratio >= target.ratioMin;
@@ -524,6 +541,10 @@ async function main() {
       for (const impl of order) {
         const entry = impls[impl];
         if (entry.status === 'skip') continue;
+        if (scenario.only !== undefined && scenario.only !== impl) {
+          Object.assign(entry, { status: 'skip', reason: `${id} measures ${scenario.only} only` });
+          continue;
+        }
         const missing = impl === 'smartipc' ? features.error ?? features.missing?.[id] : undefined;
         if (missing) {
           Object.assign(entry, { status: features.error ? 'error' : 'skip', reason: missing });

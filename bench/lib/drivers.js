@@ -29,6 +29,8 @@ export async function runClient(adapter, config) {
       const payloadBytes = Buffer.byteLength(JSON.stringify(big));
       return oneWay(adapter, config, 'blob', () => big, 1, { payloadBytes });
     }
+    case 'S12':
+      return routed(adapter, config);
     case 'S10':
     case 'S11': {
       const block = binaryBlock();
@@ -212,5 +214,30 @@ export function subscriberCounter(subscribers, ack, report) {
         ack(slowest);
       }
     }
+  };
+}
+
+/** S12: direct requests and routed calls (through the hub to a provider), pipelined and one at a time. */
+async function routed(adapter, config) {
+  const direct = await pipelined(adapter, config);
+  const cpuBefore = await adapter.hubCpu();
+  const routedFigures = await pipelined({ request: (data) => adapter.call(data) }, config);
+  const cpuAfter = await adapter.hubCpu();
+  const cpuUs = cpuAfter.user + cpuAfter.system - (cpuBefore.user + cpuBefore.system);
+  const short = { ...config, warmupMs: Math.min(config.warmupMs, 500), durationMs: Math.max(200, Math.floor(config.durationMs / 2)) };
+  const directLatency = await requestsFor(adapter, short.warmupMs, 0, false).then(() => requestsFor(adapter, short.durationMs, 1e6, true));
+  const routedAdapter = { request: (data) => adapter.call(data) };
+  const routedLatency = await requestsFor(routedAdapter, short.warmupMs, 0, false).then(() => requestsFor(routedAdapter, short.durationMs, 2e6, true));
+  const directP50Us = latencySummary(directLatency).p50Us;
+  const routedP50Us = latencySummary(routedLatency).p50Us;
+  return {
+    directPerSec: direct.requestsPerSec,
+    routedPerSec: routedFigures.requestsPerSec,
+    routedOverDirect: routedFigures.requestsPerSec / direct.requestsPerSec,
+    directP50Us,
+    routedP50Us,
+    p50RoutedOverDirect: routedP50Us / directP50Us,
+    // The cpu figure covers the routed phase and its drain (the last calls in flight).
+    hubCpuUsPerCall: cpuUs / Math.max(1, routedFigures.requests),
   };
 }

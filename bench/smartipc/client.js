@@ -25,6 +25,8 @@ main(async () => {
 
   const adapter = {
     request: (data) => client.request('echo', data),
+    call: (data) => client.call('bench', 'echo', data),
+    hubCpu: () => client.request('cpu'),
     send: (type, data) => client.sendMessage(type, data),
     streamBytes(totalBytes, phase, shouldStop) {
       return new Promise((resolve, reject) => {

@@ -10,6 +10,8 @@ main(async () => {
 
   // S1, S2, S7, and the subscribers' sync in S6: echo the decoded object.
   server.onMessage('echo', (data) => data);
+  // S12: the hub's CPU use (its cost per routed call).
+  server.onMessage('cpu', () => process.cpuUsage());
 
   // S3, S4: count (decoded) messages between mark and done.
   let t0 = 0;
