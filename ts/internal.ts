@@ -55,7 +55,7 @@ export { emptyMetrics as emptyMetricsForTests } from './smartipc.options.js';
 
 export { createBridgeHooks, type IBridgeHooks, type IBridgeInvocation, type IBridgeCall } from './server/bridgehooks.js';
 export { RawPayload, passThrough, isPassThrough } from './channel/rpc/rawpayload.js';
-export { CallContext, CALL_HEADER, nextChain, takeChain, joinNames, splitNames } from './features/services/callchain.js';
+export { CallContext, nextChain, encodeCall, decodeCall, callLabel, joinNames, splitNames } from './features/services/callchain.js';
 export { decodeEncoded } from './channel/serializer.js';
 
 export { OutgoingStream, type IOutgoingStreamSpec, type IStreamSendHost } from './features/streams/classes.outgoingstream.js';

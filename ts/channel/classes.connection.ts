@@ -17,6 +17,7 @@ import { decodePayload, encodeInto, isAllowedEncoding, type IEncodedPayload } fr
 import { RawPayload, isPassThrough, passThrough } from './rpc/rawpayload.js';
 import { checkRequestOptions, type TCounters } from '../smartipc.options.js';
 import { clampDelay } from '../smartipc.timers.js';
+import { callLabel } from '../features/services/callchain.js';
 import { GUARDED_KINDS, type IFrameGuard } from '../features/security/classes.guard.js';
 import { DEAD_LETTER_MAX_DATA_BYTES, DEFAULT_MAX_JSON_DEPTH } from '../smartipc.defaults.js';
 import { debug } from '../smartipc.log.js';
@@ -81,15 +82,11 @@ const CARRIES_USER_DATA: readonly boolean[] = kindTable([
 ]);
 const NO_OPTIONS: IRequestOptions = Object.freeze({});
 
-/** `service` U+0000 `method` of a call frame, split. */
+/** `service` and `method` of a call frame's type (see callchain.ts), split. */
 function splitCallType(type: string): [string, string] | undefined {
-  const at = type.indexOf('\u0000');
-  return at < 0 ? undefined : [type.slice(0, at), type.slice(at + 1)];
-}
-
-/** Latency is kept per message type, and per `service.method` for calls. */
-function latencyKey(type: string): string {
-  return type.includes('\u0000') ? type.replace('\u0000', '.') : type;
+  const label = callLabel(type);
+  const at = label.indexOf('.');
+  return at < 0 ? undefined : [label.slice(0, at), label.slice(at + 1)];
 }
 
 /** A frame's payload as it arrived: encoding bits and bytes (a view: received bytes are never reused). */
@@ -423,7 +420,9 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
         this.pending.giveUp(id, new IpcError('ABORTED', `request "${type}" was cancelled with the handler it was made in: ${reason.message}`, { cause: reason }));
       });
     }
-    const promise = this.pending.add<TRes>(id, type, timeoutMs, options.signal, unlinkParent);
+    // Errors, latency and traces name a call `service.method`, not its whole routing type.
+    const label = kind === EFrameKind.Call ? callLabel(type) : type;
+    const promise = this.pending.add<TRes>(id, label, timeoutMs, options.signal, unlinkParent);
     try {
       if (open) {
         const headersJson = headers === undefined || (trace !== undefined && headers === trace.headers && Object.keys(headers).length === 0 && options.headers === undefined) ? undefined : JSON.stringify(headers);
@@ -695,7 +694,8 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     this.lastMessageAt = this.link?.lastReceivedAt ?? this.lastMessageAt;
     this.activeHandlers++;
     if (isRequest) this.activeRequests++;
-    context.startedAt = performance.now();
+    // A forwarding handler (raw) is the hub's routing, not a handler of its own: not timed.
+    context.startedAt = raw ? 0 : performance.now();
     if (!raw && !isRequest) context.data = data;
     let result: unknown;
     try {
@@ -736,7 +736,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
 
   private handlerDone(id: number, context: HandlerContext, value: unknown): void {
     this.handlerFinished(context);
-    this.config.observer.handlers.record(context.type, performance.now() - context.startedAt);
+    if (context.startedAt > 0) this.config.observer.handlers.record(context.type, performance.now() - context.startedAt);
     if (!context.isRequest) return;
     const link = this.link;
     if (link === undefined || !link.isOpen) {
@@ -773,7 +773,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
 
   private handlerFailed(id: number, context: HandlerContext, thrown: unknown): void {
     this.handlerFinished(context);
-    this.config.observer.handlers.record(context.type, performance.now() - context.startedAt);
+    if (context.startedAt > 0) this.config.observer.handlers.record(context.type, performance.now() - context.startedAt);
     if (isPassThrough(thrown)) {
       // The library's own refusal or a relayed failure: the caller gets its code, not HANDLER_ERROR.
       if (context.isRequest) this.replyError(id, thrown);
@@ -848,11 +848,11 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
       debug('late response %d from %s ignored', frame.id, this.peerId);
       return;
     }
-    this.config.observer.requests.record(latencyKey(entry.type), performance.now() - entry.startedAt);
     if (entry.raw) {
       entry.resolve(rawPayloadOf(frame));
       return;
     }
+    this.config.observer.requests.record(entry.type, performance.now() - entry.startedAt);
     let value: unknown;
     try {
       value = this.decode(frame);
@@ -867,7 +867,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
   private settleError(frame: IFrame): void {
     const entry = this.pending.take(frame.id);
     if (!entry) return;
-    this.config.observer.requests.record(latencyKey(entry.type), performance.now() - entry.startedAt);
+    if (!entry.raw) this.config.observer.requests.record(entry.type, performance.now() - entry.startedAt);
     let body: IErrorResponseBody;
     try {
       body = JSON.parse(frame.payload.toString('utf8')) as IErrorResponseBody;

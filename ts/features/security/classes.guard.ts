@@ -3,6 +3,7 @@ import { EFrameKind, type IFrame } from '../../interfaces/wire.js';
 import type { IPermissions } from '../../interfaces/security.js';
 import { CompiledPermissions } from './permissions.js';
 import { TokenBucket } from './ratelimit.js';
+import { callLabel } from '../services/callchain.js';
 
 const NAME_SEPARATOR = '\u0000';
 
@@ -62,7 +63,7 @@ export class ConnectionGuard implements IFrameGuard {
       case EFrameKind.Provide:
         return permissions.allows('provide', frame.type) ? undefined : this.forbidden('provide', frame.type);
       case EFrameKind.Call: {
-        const name = frame.type.replace(NAME_SEPARATOR, '.');
+        const name = callLabel(frame.type);
         return permissions.allows('call', name) ? undefined : this.forbidden('call', name);
       }
       case EFrameKind.PeerMessage:

@@ -5,8 +5,6 @@ import { invalidArgument } from '../../smartipc.errors.js';
 import { HandlerContext, currentHandlerContext } from '../../channel/rpc/classes.handlercontext.js';
 import type { ICallContext } from '../../interfaces/services.js';
 
-/** The reserved header that carries `{ root, chain }`; user headers never see it. */
-export const CALL_HEADER = '$call';
 /** Separates service and method (and clientId and type) in a frame type: never valid in a name. */
 export const NAME_SEPARATOR = '\u0000';
 /** Longest service or method name, in UTF-16 units. */
@@ -15,6 +13,36 @@ export const MAX_NAME_LENGTH = 256;
 export interface ICallChainHeader {
   root: string;
   chain: string[];
+}
+
+/**
+ * Everything the hub routes a call by, in the Call frame's type (no JSON to parse or write per
+ * hop): `service` U+0000 `method` U+0000 `callerId` U+0000 `root` U+0000 `chain[0]` ... The caller
+ * leaves callerId empty; the hub writes the caller's real clientId before passing it on.
+ */
+export interface ICallAddress extends ICallChainHeader {
+  service: string;
+  method: string;
+  callerId: string;
+}
+
+export function encodeCall(address: ICallAddress): string {
+  return [address.service, address.method, address.callerId, address.root, ...address.chain].join(NAME_SEPARATOR);
+}
+
+/** The address of a Call frame's type, or undefined when it is malformed. */
+export function decodeCall(type: string): ICallAddress | undefined {
+  const parts = type.split(NAME_SEPARATOR);
+  if (parts.length < 5 || parts[0].length === 0 || parts[1].length === 0 || parts[3].length === 0) return undefined;
+  return { service: parts[0], method: parts[1], callerId: parts[2], root: parts[3], chain: parts.slice(4) };
+}
+
+/** `service.method`: how a call is named in permissions, latency and traces. */
+export function callLabel(type: string): string {
+  const first = type.indexOf(NAME_SEPARATOR);
+  if (first < 0) return type;
+  const second = type.indexOf(NAME_SEPARATOR, first + 1);
+  return `${type.slice(0, first)}.${second < 0 ? type.slice(first + 1) : type.slice(first + 1, second)}`;
 }
 
 /** The context of a running service method. */
@@ -39,16 +67,6 @@ export function nextChain(service: string): ICallChainHeader {
   const current = currentHandlerContext();
   if (current instanceof CallContext) return { root: current.root, chain: [...current.chain, service] };
   return { root: plugins.crypto.randomUUID(), chain: [service] };
-}
-
-/** Reads (and removes) the chain header of an arriving call; undefined when it is missing or malformed. */
-export function takeChain(headers: Record<string, unknown> | undefined): ICallChainHeader | undefined {
-  if (headers === undefined) return undefined;
-  const value = headers[CALL_HEADER] as Partial<ICallChainHeader> | undefined;
-  delete headers[CALL_HEADER];
-  if (value === null || typeof value !== 'object' || typeof value.root !== 'string' || !Array.isArray(value.chain)) return undefined;
-  if (!value.chain.every((entry) => typeof entry === 'string')) return undefined;
-  return { root: value.root, chain: value.chain as string[] };
 }
 
 /** Why a service or method name is not usable, or undefined. */

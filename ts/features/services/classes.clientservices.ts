@@ -8,7 +8,7 @@ import { passThrough } from '../../channel/rpc/rawpayload.js';
 import { plainObject } from '../../smartipc.options.js';
 import { startTimer } from '../../smartipc.timers.js';
 import { debug } from '../../smartipc.log.js';
-import { CALL_HEADER, CallContext, assertValidName, joinNames, nextChain, splitNames, takeChain } from './callchain.js';
+import { CallContext, assertValidName, decodeCall, encodeCall, joinNames, nextChain, splitNames } from './callchain.js';
 
 /** What the client side of services needs from its client. */
 export interface IClientServicesHost {
@@ -147,8 +147,7 @@ export class ClientServices implements IConnectionFeature {
     } catch (err) {
       return Promise.reject(err);
     }
-    const headers = { ...(options?.headers ?? {}), [CALL_HEADER]: nextChain(service) };
-    return this.host.connection.request<TRes>(EFrameKind.Call, joinNames(service, method), params, { ...options, headers });
+    return this.host.connection.request<TRes>(EFrameKind.Call, encodeCall({ service, method, callerId: '', ...nextChain(service) }), params, options);
   }
 
   public proxy<TApi>(service: string): TServiceProxy<TApi> {
@@ -230,12 +229,12 @@ export class ClientServices implements IConnectionFeature {
   /** A call the hub routed here: run the method with its call context. */
   private onCall(frame: IFrame): void {
     const host = this.host.connection;
-    const names = splitNames(frame.type);
-    if (names === undefined) {
-      host.replyError(frame.id, new IpcError('PROTOCOL_ERROR', 'a call frame without service and method'));
+    const address = decodeCall(frame.type);
+    if (address === undefined) {
+      host.replyError(frame.id, new IpcError('PROTOCOL_ERROR', 'a call frame without service, method and chain'));
       return;
     }
-    const [service, method] = names;
+    const { service, method } = address;
     const entry = this.provided.get(service);
     const fn = entry?.methods[method];
     if (fn === undefined) {
@@ -243,10 +242,8 @@ export class ClientServices implements IConnectionFeature {
       host.replyError(frame.id, new IpcError(entry === undefined ? 'SERVICE_NOT_FOUND' : 'METHOD_NOT_FOUND', `this client does not provide ${service}.${method}`));
       return;
     }
-    const header = frame.headers?.[CALL_HEADER] as { callerId?: unknown } | undefined;
-    const callerId = typeof header?.callerId === 'string' ? header.callerId : host.peerId;
-    const chain = takeChain(frame.headers) ?? { root: frame.type, chain: [service] };
-    const context = host.contextFor(frame, true, new CallContext(service, method, callerId, chain.root, chain.chain, true));
+    const callerId = address.callerId || host.peerId;
+    const context = host.contextFor(frame, true, new CallContext(service, method, callerId, address.root, address.chain, true));
     const run = fn as unknown as (params: unknown, ctx: CallContext) => unknown;
     host.serve(frame, true, (params, _peerId, ctx) => run(params, ctx as CallContext), context);
   }

@@ -16,7 +16,7 @@ import { HandlerContext, currentHandlerContext, handlerContextStorage } from '..
 import { RawPayload, passThrough } from '../../channel/rpc/rawpayload.js';
 import { checkRequestOptions, plainObject } from '../../smartipc.options.js';
 import { debug } from '../../smartipc.log.js';
-import { CALL_HEADER, CallContext, assertValidName, describeInvalidName, joinNames, nextChain, splitNames, takeChain, type ICallChainHeader } from './callchain.js';
+import { CallContext, assertValidName, decodeCall, describeInvalidName, encodeCall, joinNames, nextChain, splitNames, type ICallChainHeader } from './callchain.js';
 
 /** The clientId of services the hub provides itself, and of calls the hub makes. */
 export const HUB_ID = 'server';
@@ -226,30 +226,30 @@ export class HubServices {
 
   /** A call from a client: checked, then run here (a hub service) or forwarded as it arrived. */
   private onCall(callerId: string, caller: IConnectionHost, frame: IFrame): void {
-    const names = splitNames(frame.type);
-    if (names === undefined) return caller.replyError(frame.id, new IpcError('PROTOCOL_ERROR', 'a call frame without service and method'));
-    const [service, method] = names;
-    const chain = takeChain(frame.headers) ?? { root: `${callerId}:${frame.id}`, chain: [service] };
-    if (chain.chain.length > this.host.maxCallDepth) {
-      return caller.replyError(frame.id, new IpcError('MAX_DEPTH_EXCEEDED', `call ${service}.${method} is ${chain.chain.length} deep (${chain.chain.join(' -> ')}), over maxCallDepth ${this.host.maxCallDepth}`));
+    const address = decodeCall(frame.type);
+    if (address === undefined) return caller.replyError(frame.id, new IpcError('PROTOCOL_ERROR', 'a call frame without service, method and chain'));
+    const { service, method, chain } = address;
+    if (chain.length > this.host.maxCallDepth) {
+      return caller.replyError(frame.id, new IpcError('MAX_DEPTH_EXCEEDED', `call ${service}.${method} is ${chain.length} deep (${chain.join(' -> ')}), over maxCallDepth ${this.host.maxCallDepth}`));
     }
     if (frame.budgetMs === 0) {
       return caller.replyError(frame.id, new IpcError('TIMEOUT', `call ${service}.${method} reached the hub after its deadline; not dispatched`));
     }
     const instance = this.pick(service, method);
     if (instance instanceof IpcError) return caller.replyError(frame.id, instance);
-    const settle = this.track(instance, callerId, service, method, chain);
+    const settle = this.track(instance, callerId, service, method, address);
     if (instance.local !== undefined) {
       const local = instance.local[method] as (params: unknown, context: unknown) => unknown;
-      const context = caller.contextFor(frame, true, new CallContext(service, method, callerId, chain.root, chain.chain, true));
+      const context = caller.contextFor(frame, true, new CallContext(service, method, callerId, address.root, chain, true));
       caller.serve(frame, true, (params, _peerId, ctx) => settle(new Promise((resolve) => resolve(local(params, ctx)))), context);
       return;
     }
-    // Forwarded as it arrived: the hub reads only the type, the budget and the chain header.
+    // Forwarded as it arrived: the hub reads only the type (with the chain) and the budget, and
+    // writes in who the caller is (a caller cannot claim another's id).
     const context = caller.contextFor(frame, true);
-    const headers: Record<string, unknown> = { ...(frame.headers ?? {}), [CALL_HEADER]: { ...chain, callerId } };
+    const type = encodeCall({ ...address, callerId });
     const target = instance.connection!;
-    caller.serve(frame, true, (payload) => settle(target.forward(EFrameKind.Call, frame.type, payload as RawPayload, headers, context)), context, true);
+    caller.serve(frame, true, (payload) => settle(target.forward(EFrameKind.Call, type, payload as RawPayload, frame.headers, context)), context, true);
   }
 
   /**
@@ -329,9 +329,8 @@ export class HubServices {
       return Promise.reject(new IpcError('MAX_DEPTH_EXCEEDED', `call ${service}.${method} would be ${chain.chain.length} deep, over maxCallDepth ${this.host.maxCallDepth}`));
     }
     if (instance.connection !== undefined) {
-      const headers = { ...(options?.headers ?? {}), [CALL_HEADER]: { ...chain, callerId: HUB_ID } };
       instance.inFlight++;
-      return instance.connection.request<TRes>(EFrameKind.Call, joinNames(service, method), params, { ...options, headers } as IRequestOptions).finally(() => {
+      return instance.connection.request<TRes>(EFrameKind.Call, encodeCall({ service, method, callerId: HUB_ID, ...chain }), params, options as IRequestOptions).finally(() => {
         instance.inFlight--;
       });
     }
