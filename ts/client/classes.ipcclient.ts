@@ -69,7 +69,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   private connecting?: Promise<void>;
   private dialling?: FramedLink;
   private reconnectAttempts = 0;
-  private sleeper?: { timer: NodeJS.Timeout; wake: () => void };
+  private sleeper?: { timer: NodeJS.Timeout; wake: () => void; unwatch?: () => void };
   private hostedServer?: IpcServer;
   private readonly subscriptions: ClientSubscriptions;
   private readonly services: ClientServices;
@@ -534,10 +534,12 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   }
 
   /** Not unref'd on purpose: a caller awaiting connect, or a stubborn reconnect, keeps the process alive. */
+  /** The backoff between attempts; cut short when the medium sees the endpoint come back (a socket file appearing). */
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.wake(), ms);
-      this.sleeper = { timer, wake: resolve };
+      const unwatch = this.medium.watchForServer?.(() => this.wake());
+      this.sleeper = { timer, wake: resolve, unwatch };
     });
   }
 
@@ -546,6 +548,7 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     this.sleeper = undefined;
     if (!sleeper) return;
     clearTimeout(sleeper.timer);
+    sleeper.unwatch?.();
     sleeper.wake();
   }
 

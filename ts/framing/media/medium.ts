@@ -46,6 +46,12 @@ export interface IMedium {
    * answers on (ENOENT, ECONNREFUSED). Never for TCP: a port belongs to a machine, not to a name.
    */
   canHost(dialError: unknown): boolean;
+  /**
+   * Calls `onChange` soon after the endpoint may have come back (a socket file created at the
+   * path), so a reconnecting client need not wait out its backoff; returns the stop function.
+   * Media that cannot tell (TCP) do not have it.
+   */
+  watchForServer?(onChange: () => void): () => void;
 }
 
 /** One kind of endpoint: how to recognise, check, describe and open it. One per medium file. */

@@ -28,6 +28,21 @@ class UnixSocketMedium implements IMedium {
     return isNoServerOnPath(dialError);
   }
 
+  public watchForServer(onChange: () => void): () => void {
+    const directory = plugins.path.dirname(this.socketPath);
+    const name = plugins.path.basename(this.socketPath);
+    let watcher: plugins.fs.FSWatcher;
+    try {
+      watcher = plugins.fs.watch(directory, { persistent: false }, (_event, filename) => {
+        if (filename === null || filename === name) onChange();
+      });
+    } catch {
+      return () => undefined; // no watching here (a missing directory, no inotify): the backoff decides
+    }
+    watcher.on('error', () => watcher.close());
+    return () => watcher.close();
+  }
+
   public async listen(onStream: (opened: IOpenedStream) => void, options: IListenOptions = {}): Promise<IMediumListener> {
     const socketPath = this.socketPath;
     await this.clearStaleFile(options.autoCleanupSocketFile === true);
