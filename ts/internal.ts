@@ -52,3 +52,16 @@ export function interceptFrames(connection: IpcConnection, kind: TFrameKind, onF
 
 /** Fresh zeroed counters (tests that build connections by hand). */
 export { emptyMetrics as emptyMetricsForTests } from './smartipc.options.js';
+
+/** Calls `onFrame` for every frame of one kind before the feature that owns it handles it (observing tests). */
+export function observeFrames(connection: IpcConnection, kind: TFrameKind, onFrame: (frame: TFrame) => void): void {
+  const features = (connection as unknown as { featureByKind: Array<{ frameKinds: readonly TFrameKind[]; onFrame(frame: TFrame): void } | undefined> }).featureByKind;
+  const owner = features[kind];
+  features[kind] = {
+    frameKinds: [kind],
+    onFrame: (frame) => {
+      onFrame(frame);
+      owner?.onFrame(frame);
+    },
+  };
+}
