@@ -245,19 +245,19 @@ for (const kind of TRANSPORTS) {
       assert.deepEqual([...ctx.chain], ['user-service']);
       assert.equal(ctx.depth, 1);
       assert.equal(typeof ctx.root, 'string');
-      assert.ok(ctx.root.length > 0);
+      assert.ok(ctx.root.length > 0, 'a root id');
       assert.equal(ctx.isRequest, true);
       assert.deepEqual(ctx.headers, { traceparent: 'tp-1' }, 'the user headers arrive; the reserved chain header does not');
-      assert.ok(ctx.signal instanceof AbortSignal);
+      assert.ok(ctx.signal instanceof AbortSignal, 'a signal');
       assert.equal(ctx.signal.aborted, false);
       assert.ok(ctx.deadline !== undefined && ctx.deadline > before && ctx.deadline <= Date.now() + 5_000 + 50, `deadline ${ctx.deadline} follows the 5 s timeout`);
-      assert.ok(ctx.remainingMs() > 0 && ctx.remainingMs() <= 5_000);
+      assert.ok(ctx.remainingMs() > 0 && ctx.remainingMs() <= 5_000, `remainingMs ${ctx.remainingMs()}`);
 
       assert.deepEqual(routed, [{ from: caller.getClientId(), to: provider.getClientId(), service: 'user-service', method: 'getUserById', root: ctx.root, depth: 1 }]);
       assert.equal(completed.length, 1);
       const { durationMs, ...rest } = completed[0];
       assert.deepEqual(rest, { from: caller.getClientId(), to: provider.getClientId(), service: 'user-service', method: 'getUserById', ok: true });
-      assert.ok(Number.isFinite(durationMs) && durationMs >= 0);
+      assert.ok(Number.isFinite(durationMs) && durationMs >= 0, `durationMs ${durationMs}`);
 
       // A method that throws: HANDLER_ERROR with what was thrown, and callCompleted says so.
       const error = await expectIpcError(caller.call('user-service', 'fail'), 'HANDLER_ERROR');
@@ -317,7 +317,7 @@ for (const kind of TRANSPORTS) {
       assert.deepEqual(await client.call('clock', 'now'), { callerId: client.getClientId(), chain: ['clock'], depth: 1 });
       assert.equal(hubSeen[0].service, 'clock');
       assert.equal(hubSeen[0].method, 'now');
-      assert.ok(hubSeen[0].deadline !== undefined);
+      assert.ok(hubSeen[0].deadline !== undefined, 'the hub\'s method has a deadline');
       const broken = await expectIpcError(client.call('clock', 'broken'), 'HANDLER_ERROR');
       assert.deepEqual(broken.remote, { name: 'TypeError', message: 'clock broke' });
       // The hub calling its own service.
@@ -556,7 +556,7 @@ for (const kind of TRANSPORTS) {
       const counts = countBy(answered);
       t.diagnostic(`300 concurrent calls over ${kind}: ${JSON.stringify(Object.values(counts))}`);
       assert.equal(Object.keys(counts).length, 3);
-      for (const count of Object.values(counts)) assert.ok(count >= 95 && count <= 105, `distribution ${JSON.stringify(counts)}`);
+      for (const count of Object.values(counts)) assert.ok(count >= 90 && count <= 110, `distribution ${JSON.stringify(counts)}`);
     });
 
     test('instance groups: the fewest calls in flight first, so a slow instance gets fewer', T, async (t) => {
@@ -659,7 +659,7 @@ for (const kind of TRANSPORTS) {
       await waitUntil(() => !pair.server.isServiceAvailable('jobs'), 5_000, 'no instances left');
       const none = await outcome(caller.call('jobs', 'work', { tag: 999, ms: 0 }, { timeout: LONG_TIMEOUT_MS }));
       assert.equal(none.error?.code, 'SERVICE_NOT_FOUND');
-      assert.ok(none.ms < AT_ONCE_MS);
+      assert.ok(none.ms < AT_ONCE_MS, `SERVICE_NOT_FOUND after ${none.ms.toFixed(0)} ms`);
     });
 
     test('a provider whose link dropped reconnects and re-announces its services without user code', T, async (t) => {
@@ -730,7 +730,7 @@ for (const kind of TRANSPORTS) {
         assert.ok(ctx.signal instanceof AbortSignal && !ctx.signal.aborted, `${name} signal`);
         assert.ok(ctx.deadline !== undefined, `${name} has a deadline`);
         assert.equal(typeof ctx.remainingMs(), 'number');
-        assert.ok(ctx.remainingMs() >= 0 && ctx.remainingMs() <= 5_000);
+        assert.ok(ctx.remainingMs() >= 0 && ctx.remainingMs() <= 5_000, `${name} remainingMs ${ctx.remainingMs()}`);
       }
       assert.ok(ctxs.user.deadline! <= ctxs.order.deadline! + 5, `user deadline ${ctxs.user.deadline} after order's ${ctxs.order.deadline}`);
       assert.ok(ctxs.role.deadline! <= ctxs.user.deadline! + 5, `role deadline ${ctxs.role.deadline} after user's ${ctxs.user.deadline}`);
@@ -743,32 +743,39 @@ for (const kind of TRANSPORTS) {
       assert.notEqual(ctxs.role.root, root);
     });
 
-    test('call context through the hub\'s own service: client -> hub -> client extends one chain', T, async (t) => {
+    test('call context through the hub\'s own service: order (client) -> user (hub) -> role (client) extends one chain', T, async (t) => {
       const pair = await createPair(kind);
       t.after(() => pair.close());
-      const roleSvc = pair.client;
-      const caller = await pair.addClient();
-      let seen: ICallContext | undefined;
-      await roleSvc.provide('role', {
-        of: (_params: unknown, ctx: ICallContext) => {
-          seen = ctx;
-          return 'admin';
+      const [orderSvc, roleSvc, caller] = [pair.client, await pair.addClient(), await pair.addClient()];
+      const ctxs: Record<string, ICallContext> = {};
+      await orderSvc.provide('order', {
+        place: (_params: unknown, ctx: ICallContext) => {
+          ctxs.order = ctx;
+          return orderSvc.call('user', 'get', {});
         },
       });
-      let hubCtx: ICallContext | undefined;
       await pair.server.provide('user', {
         get: async (_params: unknown, ctx: ICallContext) => {
-          hubCtx = ctx;
+          ctxs.user = ctx;
           return pair.server.call('role', 'of', {});
         },
       });
-      assert.equal(await caller.call('user', 'get', {}), 'admin');
-      assert.deepEqual([...hubCtx!.chain], ['user']);
-      assert.equal(hubCtx!.callerId, caller.getClientId());
-      assert.deepEqual([...seen!.chain], ['user', 'role']);
-      assert.equal(seen!.depth, 2);
-      assert.equal(seen!.root, hubCtx!.root);
-      assert.equal(seen!.callerId, 'server');
+      await roleSvc.provide('role', {
+        of: (_params: unknown, ctx: ICallContext) => {
+          ctxs.role = ctx;
+          return 'admin';
+        },
+      });
+      const routed = collect<ICallRoutedInfo>(pair.server, 'callRouted');
+      assert.equal(await caller.call('order', 'place', {}, { timeout: 5_000 }), 'admin');
+      const root = ctxs.order.root;
+      assert.deepEqual(routed.map((r) => [r.from, r.to, r.service, r.depth, r.root]), [
+        [caller.getClientId(), orderSvc.getClientId(), 'order', 1, root],
+        [orderSvc.getClientId(), 'server', 'user', 2, root],
+      ]);
+      assert.deepEqual([ctxs.user.root, [...ctxs.user.chain], ctxs.user.depth, ctxs.user.callerId], [root, ['order', 'user'], 2, orderSvc.getClientId()]);
+      assert.deepEqual([ctxs.role.root, [...ctxs.role.chain], ctxs.role.depth, ctxs.role.callerId], [root, ['order', 'user', 'role'], 3, 'server']);
+      assert.ok(ctxs.user.deadline! <= ctxs.order.deadline! + 5 && ctxs.role.deadline! <= ctxs.user.deadline! + 5, 'the deadline follows through the hub\'s method');
     });
 
     test('a recursive method trips MAX_DEPTH_EXCEEDED at the default maxCallDepth of 16', T, async (t) => {
@@ -870,9 +877,11 @@ for (const kind of TRANSPORTS) {
         },
       });
       let roleRan = 0;
+      let roleDeadline = 0;
       await c.provide('role', {
         get: (_params: unknown, ctx: ICallContext) => {
           roleRan++;
+          roleDeadline = ctx.deadline!;
           ctx.signal.addEventListener('abort', () => mark('role signal', ctx.signal.reason));
           // Ignores its signal: its late answer must be dropped.
           return new Promise((resolve) => setTimeout(() => resolve('late'), 1_500).unref());
@@ -880,10 +889,12 @@ for (const kind of TRANSPORTS) {
       });
       const OUTER_MS = 400;
       t0 = performance.now();
+      const callStartedAt = Date.now();
       const outer = await outcome(caller.call('order', 'place', undefined, { timeout: OUTER_MS }));
       await waitUntil(() => Object.keys(events).length === 3, 2_000, 'every level reported');
       t.diagnostic(`outer ${outer.error?.code} after ${outer.ms.toFixed(1)} ms; ${JSON.stringify(events)}`);
       assert.equal(roleRan, 1);
+      assert.ok(roleDeadline <= callStartedAt + OUTER_MS + 5, `the innermost deadline ${roleDeadline - callStartedAt} ms after the call, its caller\'s was ${OUTER_MS}`);
       assert.equal(outer.error?.code, 'TIMEOUT');
       assert.ok(outer.ms >= OUTER_MS - 5 && outer.ms < OUTER_MS + 250, `outer rejected after ${outer.ms.toFixed(0)} ms`);
       for (const [what, event] of Object.entries(events)) {
@@ -963,7 +974,7 @@ for (const kind of TRANSPORTS) {
       controller.abort();
       await call.done;
       assert.equal(call.state.error?.code, 'ABORTED');
-      assert.ok(call.state.at! - abortedAt < 50, 'the caller rejects at once');
+      assert.ok(call.state.at! - abortedAt < 100, 'the caller rejects at once');
       await waitUntil(() => Object.keys(aborted).length === 3, 2_000, 'every level aborted');
       t.diagnostic(`abort reached (over ${kind}): ${Object.entries(aborted).map(([name, a]) => `${name} ${a.at.toFixed(2)} ms (${a.code})`).join(', ')}`);
       for (const [name, event] of Object.entries(aborted)) {
