@@ -69,3 +69,15 @@ export { CircuitBreakers } from './features/policies/circuitbreaker.js';
 export { withRetry, resolveRetry } from './features/policies/retry.js';
 export { TokenBucket } from './features/security/ratelimit.js';
 export { nameMatches, patternCovers, CompiledPermissions } from './features/security/permissions.js';
+/** Calls `onFrame` for every frame of one kind before the feature that owns it handles it (observing tests). */
+export function observeFrames(connection: IpcConnection, kind: TFrameKind, onFrame: (frame: TFrame) => void): void {
+  const features = (connection as unknown as { featureByKind: Array<{ frameKinds: readonly TFrameKind[]; onFrame(frame: TFrame): void } | undefined> }).featureByKind;
+  const owner = features[kind];
+  features[kind] = {
+    frameKinds: [kind],
+    onFrame: (frame) => {
+      onFrame(frame);
+      owner?.onFrame(frame);
+    },
+  };
+}

@@ -82,6 +82,11 @@ const CARRIES_USER_DATA: readonly boolean[] = kindTable([
 ]);
 const NO_OPTIONS: IRequestOptions = Object.freeze({});
 
+/** A nested request cancelled with its handler: TIMEOUT when the caller's deadline passed (as its own timer would say), else ABORTED. */
+function inheritedCode(reason: IpcError): TIpcErrorCode {
+  return reason.code === 'TIMEOUT' ? 'TIMEOUT' : 'ABORTED';
+}
+
 /** `service` and `method` of a call frame's type (see callchain.ts), split. */
 function splitCallType(type: string): [string, string] | undefined {
   const label = callLabel(type);
@@ -396,7 +401,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     const parent = options.propagate === false ? undefined : currentHandlerContext();
     if (parent !== undefined) {
       if (parent.isAborted) {
-        return Promise.reject(new IpcError('ABORTED', `request "${type}" not sent: the handler it was made in was cancelled (${parent.reason!.message})`, { cause: parent.reason }));
+        return Promise.reject(new IpcError(inheritedCode(parent.reason!), `request "${type}" not sent: the handler it was made in was cancelled (${parent.reason!.message})`, { cause: parent.reason }));
       }
       const left = parent.remainingMs();
       if (left < timeoutMs) timeoutMs = left;
@@ -417,7 +422,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     const id = this.pending.allocateId();
     if (parent !== undefined) {
       unlinkParent = parent.onAbort((reason) => {
-        this.pending.giveUp(id, new IpcError('ABORTED', `request "${type}" was cancelled with the handler it was made in: ${reason.message}`, { cause: reason }));
+        this.pending.giveUp(id, new IpcError(inheritedCode(reason), `request "${type}" was cancelled with the handler it was made in: ${reason.message}`, { cause: reason }));
       });
     }
     // Errors, latency and traces name a call `service.method`, not its whole routing type.

@@ -20,7 +20,9 @@ import { PubSubBroker } from '../features/pubsub/classes.broker.js';
 import { HubServices } from '../features/services/classes.hubservices.js';
 import { registerIntrospection } from './introspection.js';
 import { createBridgeHooks, type IBridgeHooks } from './bridgehooks.js';
-import type { ICallOptions, IProvideOptions, IServiceInfo, TServiceMethods } from '../interfaces/services.js';
+import type { ICallOptions, IProvideOptions, IServiceInfo, TServiceMethods, TServiceProxy } from '../interfaces/services.js';
+import { assertValidName } from '../features/services/callchain.js';
+import { serviceProxy } from '../features/services/proxy.js';
 import { durationMs, nonEmptyString, oneOf, resolveServer, type IResolvedServer, type TCounters } from '../smartipc.options.js';
 import { Observer } from '../features/observability/classes.observer.js';
 import { connectChannel, disconnectChannel } from '../features/observability/tracing.js';
@@ -314,6 +316,12 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   /** The hub calls a service (its own or a client's); the timeout defaults to `requestTimeout`. */
   public call<TRes = unknown, TParams = unknown>(service: string, method: string, params?: TParams, options?: ICallOptions): Promise<TRes> {
     return this.services.call<TRes>(service, method, params, options, this.options.requestTimeoutMs);
+  }
+
+  /** A typed proxy for the hub's own calls: `server.service<IUserApi>('user').get({ id })`. */
+  public service<TApi>(service: string): TServiceProxy<TApi> {
+    assertValidName('service', service);
+    return serviceProxy<TApi>((method, params, options) => this.call(service, method, params, options));
   }
 
   /** Every service in the registry, with its instances. */

@@ -8,6 +8,7 @@ import { passThrough } from '../../channel/rpc/rawpayload.js';
 import { plainObject } from '../../smartipc.options.js';
 import { startTimer } from '../../smartipc.timers.js';
 import { debug } from '../../smartipc.log.js';
+import { serviceProxy } from './proxy.js';
 import { CallContext, assertValidName, decodeCall, encodeCall, joinNames, nextChain, splitNames } from './callchain.js';
 
 /** What the client side of services needs from its client. */
@@ -152,19 +153,7 @@ export class ClientServices implements IConnectionFeature {
 
   public proxy<TApi>(service: string): TServiceProxy<TApi> {
     assertValidName('service', service);
-    const cache = new Map<string, (params?: unknown, options?: ICallOptions) => Promise<unknown>>();
-    return new Proxy({} as TServiceProxy<TApi>, {
-      get: (_target, property) => {
-        // Not a thenable: `await client.service('x')` must not try to call a method named "then".
-        if (typeof property !== 'string' || property === 'then') return undefined;
-        let method = cache.get(property);
-        if (method === undefined) {
-          method = (params?: unknown, options?: ICallOptions) => this.call(service, property, params, options);
-          cache.set(property, method);
-        }
-        return method;
-      },
-    });
+    return serviceProxy<TApi>((method, params, options) => this.call(service, method, params, options));
   }
 
   public listServices(): Promise<IServiceInfo[]> {

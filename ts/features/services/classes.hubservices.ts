@@ -16,7 +16,22 @@ import { HandlerContext, currentHandlerContext, handlerContextStorage } from '..
 import { RawPayload, passThrough } from '../../channel/rpc/rawpayload.js';
 import { checkRequestOptions, plainObject } from '../../smartipc.options.js';
 import { debug } from '../../smartipc.log.js';
-import { CallContext, assertValidName, decodeCall, describeInvalidName, encodeCall, joinNames, nextChain, splitNames, type ICallChainHeader } from './callchain.js';
+import { CallContext, MAX_NAME_LENGTH, assertValidName, decodeCall, describeInvalidName, encodeCall, joinNames, nextChain, splitNames, type ICallAddress, type ICallChainHeader } from './callchain.js';
+
+/** A chain for a message: its first and last few names (a long one would not fit a small frame). */
+function describeChain(chain: readonly string[]): string {
+  return chain.length <= 10 ? chain.join(' -> ') : `${chain.slice(0, 6).join(' -> ')} -> ... -> ${chain.slice(-3).join(' -> ')}`;
+}
+
+/** A chain the hub will not pass on: names that are not service names, a root that is not an id, one that does not end in the callee. */
+function describeInvalidChain(address: ICallAddress): string | undefined {
+  if (address.root.length === 0 || address.root.length > MAX_NAME_LENGTH) return `the call's root must be 1 to ${MAX_NAME_LENGTH} characters`;
+  if (address.chain.length === 0 || address.chain[address.chain.length - 1] !== address.service) return 'the call chain must end with the service called';
+  for (const name of address.chain) {
+    if (name.length === 0 || name.length > MAX_NAME_LENGTH) return `every name in the call chain must be 1 to ${MAX_NAME_LENGTH} characters`;
+  }
+  return undefined;
+}
 
 /** The clientId of services the hub provides itself, and of calls the hub makes. */
 export const HUB_ID = 'server';
@@ -109,6 +124,8 @@ export class HubServices {
   /** The hub provides a service itself (clientId 'server'); callers reach it like any other. */
   public provideLocal(service: string, methods: TServiceMethods, options: IProvideOptions = {}): void {
     assertValidName('service', service);
+    if (options === null || typeof options !== 'object') throw invalidArgument('provide options must be an object');
+    if (options.version !== undefined && typeof options.version !== 'string') throw invalidArgument('version must be a string');
     if (methods === null || typeof methods !== 'object' || Object.keys(methods).length === 0) throw invalidArgument(`provide("${service}") needs an object of methods`);
     for (const [name, fn] of Object.entries(methods)) {
       assertValidName('method', name);
@@ -230,8 +247,10 @@ export class HubServices {
     if (address === undefined) return caller.replyError(frame.id, new IpcError('PROTOCOL_ERROR', 'a call frame without service, method and chain'));
     const { service, method, chain } = address;
     if (chain.length > this.host.maxCallDepth) {
-      return caller.replyError(frame.id, new IpcError('MAX_DEPTH_EXCEEDED', `call ${service}.${method} is ${chain.length} deep (${chain.join(' -> ')}), over maxCallDepth ${this.host.maxCallDepth}`));
+      return caller.replyError(frame.id, new IpcError('MAX_DEPTH_EXCEEDED', `call ${service}.${method} is ${chain.length} deep (${describeChain(chain)}), over maxCallDepth ${this.host.maxCallDepth}`));
     }
+    const problem = describeInvalidChain(address);
+    if (problem !== undefined) return caller.replyError(frame.id, new IpcError('PROTOCOL_ERROR', `call ${service}.${method}: ${problem}`));
     if (frame.budgetMs === 0) {
       return caller.replyError(frame.id, new IpcError('TIMEOUT', `call ${service}.${method} reached the hub after its deadline; not dispatched`));
     }
@@ -351,7 +370,8 @@ export class HubServices {
     let timer: NodeJS.Timeout | undefined;
     instance.inFlight++;
     try {
-      const result = Promise.resolve(handlerContextStorage.run(context, () => (instance.local![method] as (p: unknown, c: unknown) => unknown)(params, context)));
+      // A synchronous throw is a rejection too (HANDLER_ERROR below), like an async one.
+      const result = new Promise((resolve) => resolve(handlerContextStorage.run(context, () => (instance.local![method] as (p: unknown, c: unknown) => unknown)(params, context))));
       const cancelled = new Promise<never>((_, reject) => {
         context.onAbort(reject);
         if (timeoutMs !== Infinity) {
