@@ -69,3 +69,6 @@ export { CircuitBreakers } from './features/policies/circuitbreaker.js';
 export { withRetry, resolveRetry } from './features/policies/retry.js';
 export { TokenBucket } from './features/security/ratelimit.js';
 export { nameMatches, patternCovers, CompiledPermissions } from './features/security/permissions.js';
+
+// The library's own diagnostics channel objects (a test spies on them to prove nothing is traced unobserved).
+export { requestChannel, handleChannel, streamChannel, connectChannel, disconnectChannel, messageChannel, publishChannel, deadLetterChannel } from './features/observability/tracing.js';
