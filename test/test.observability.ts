@@ -980,3 +980,127 @@ describe('tracing: nothing built, nothing left behind', () => {
     t.diagnostic(`100k requests traced ${Math.round(attachedMs)} ms, untraced ${Math.round(detachedMs)} ms; heap growth untraced ${(growth / 1024).toFixed(0)} KiB; sampled contexts ${sample.length}, alive ${alive}`);
   });
 });
+
+// ---- latency and counters ----------------------------------------------------------------------
+
+/** A handler or method that answers after `ms` (unref'd, so a test that gives up does not hang). */
+const napFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+
+function assertOrdered(summary: { count: number; p50: number; p90: number; p99: number; max: number } | undefined, what: string): void {
+  assert.ok(summary !== undefined, `${what}: no latency summary`);
+  assert.ok(summary.p50 <= summary.p90 && summary.p90 <= summary.p99 && summary.p99 <= summary.max, `${what}: p50 <= p90 <= p99 <= max, got ${JSON.stringify(summary)}`);
+}
+
+describe('latency per type and service.method', () => {
+  for (const kind of TRANSPORTS) {
+    test(`over ${kind}: a handler that sleeps 20 ms: caller round trip and handler time, p50 <= p90 <= p99 <= max, plausible`, T, async (t) => {
+      const pair = await createPair(kind);
+      t.after(() => pair.close());
+      assert.deepEqual(pair.client.getStats().metrics.latency, { requests: {}, handlers: {} });
+      pair.server.onMessage('lat.nap', async () => {
+        await napFor(20);
+        return 'rested';
+      });
+      pair.server.onMessage('lat.quick', () => 'now');
+      for (let round = 0; round < 3; round++) await Promise.all(Array.from({ length: 10 }, () => pair.client.request('lat.nap')));
+      for (let i = 0; i < 30; i++) await pair.client.request('lat.quick');
+      const caller = pair.client.getStats().metrics.latency;
+      const handler = pair.server.getStats().metrics.latency;
+      assert.deepEqual(Object.keys(caller.requests).sort(), ['lat.nap', 'lat.quick']);
+      assert.deepEqual(caller.handlers, {});
+      assert.deepEqual(Object.keys(handler.handlers).sort(), ['lat.nap', 'lat.quick']);
+      assert.deepEqual(handler.requests, {});
+      const rt = caller.requests['lat.nap'];
+      const ht = handler.handlers['lat.nap'];
+      assertOrdered(rt, 'caller lat.nap');
+      assertOrdered(ht, 'handler lat.nap');
+      assert.equal(rt.count, 30);
+      assert.equal(ht.count, 30);
+      // setTimeout(20) waits at least ~20 ms; buckets are about 4 % wide and report their upper bound.
+      assert.ok(ht.p50 >= 19 && ht.p50 < 20 * 1.05 + 60, `handler p50 ${ht.p50} ms for a 20 ms sleep`);
+      assert.ok(rt.p50 >= ht.p50, `round trip p50 ${rt.p50} >= handler p50 ${ht.p50}`);
+      assert.ok(rt.p99 >= ht.p99 && rt.max >= ht.max * 0.999, 'round trips contain handler times');
+      assert.ok(rt.max < 500, `round trip max ${rt.max} ms`);
+      const quick = caller.requests['lat.quick'];
+      assertOrdered(quick, 'caller lat.quick');
+      assert.ok(quick.p50 < ht.p50 / 2, `a handler that does not sleep answers much faster (${quick.p50} ms)`);
+      assert.ok(handler.handlers['lat.quick'].p50 < 5, `handler time of a synchronous handler: ${handler.handlers['lat.quick'].p50} ms`);
+      t.diagnostic(`${kind}: lat.nap round trip ${JSON.stringify(rt)}, handler ${JSON.stringify(ht)}; lat.quick ${JSON.stringify(quick)}`);
+    });
+  }
+
+  test('service calls are keyed service.method on the caller and on the provider; messages on the handler side', T, async (t) => {
+    const pair = await createPair('unix');
+    t.after(() => pair.close());
+    const provider = await pair.addClient();
+    await provider.provide('lat', { nap: async () => napFor(20), fail: () => { throw new Error('no'); } });
+    for (let i = 0; i < 10; i++) await pair.client.call('lat', 'nap');
+    await expectIpcError(pair.client.call('lat', 'fail'), 'HANDLER_ERROR');
+    const done = new Promise<void>((resolve) => pair.server.onMessage('lat.msg', async () => {
+      await napFor(5);
+      resolve();
+    }));
+    await pair.client.sendMessage('lat.msg');
+    await withTimeout(done, 5_000, 'message handler');
+    await nextMacrotask();
+    const caller = pair.client.getStats().metrics.latency.requests;
+    const onProvider = provider.getStats().metrics.latency.handlers;
+    assert.deepEqual(Object.keys(caller).sort(), ['lat.fail', 'lat.nap'], 'failed calls are timed too');
+    assert.deepEqual(Object.keys(onProvider).sort(), ['lat.fail', 'lat.nap']);
+    assert.equal(caller['lat.nap'].count, 10);
+    assert.equal(onProvider['lat.nap'].count, 10);
+    assertOrdered(caller['lat.nap'], 'caller lat.nap');
+    assertOrdered(onProvider['lat.nap'], 'provider lat.nap');
+    assert.ok(onProvider['lat.nap'].p50 >= 19, `provider p50 ${onProvider['lat.nap'].p50}`);
+    assert.ok(caller['lat.nap'].p50 >= onProvider['lat.nap'].p50, 'the caller\'s round trip includes the method');
+    const msg = pair.server.getStats().metrics.latency.handlers['lat.msg'];
+    assert.ok(msg !== undefined && msg.count === 1 && msg.max >= 4.5, `message handler time: ${JSON.stringify(msg)}`);
+  });
+
+  test('metrics.timeouts counts requests and calls that timed out (client and server side)', T, async (t) => {
+    const pair = await createPair('unix');
+    t.after(() => pair.close());
+    pair.server.onMessage('lat.hang', () => napFor(2_000));
+    const provider = await pair.addClient();
+    await provider.provide('hang', { forever: () => napFor(2_000) });
+    pair.client.onMessage('client.hang', () => napFor(2_000));
+    assert.equal(pair.client.getStats().metrics.timeouts, 0);
+    await expectIpcError(pair.client.request('lat.hang', null, { timeout: 30 }), 'TIMEOUT');
+    await expectIpcError(pair.client.call('hang', 'forever', null, { timeout: 30 }), 'TIMEOUT');
+    await expectIpcError(pair.client.request('lat.hang', null, { signal: AbortSignal.abort() }), 'ABORTED');
+    const aborter = new AbortController();
+    const aborted = pair.client.request('lat.hang', null, { signal: aborter.signal });
+    aborter.abort();
+    await expectIpcError(aborted, 'ABORTED');
+    assert.equal(pair.client.getStats().metrics.timeouts, 2, 'aborts are not timeouts');
+    // (The hub also counts the routed call whose forwarded budget ran out: measured as a difference here.)
+    const hubBefore = pair.server.getStats().metrics.timeouts;
+    await expectIpcError(pair.server.requestClient(pair.client.getClientId(), 'client.hang', null, { timeout: 30 }), 'TIMEOUT');
+    assert.equal(pair.server.getStats().metrics.timeouts - hubBefore, 1);
+    assert.equal(pair.client.getStats().metrics.timeouts, 2, 'the client did not make that request');
+    // A timed-out request is not a latency sample.
+    assert.equal(pair.client.getStats().metrics.latency.requests['lat.hang'], undefined);
+  });
+
+  test('metrics.reconnects counts successful reconnections (the server restarted twice)', T, async (t) => {
+    const socketPath = uniqueSocketPath('reconn');
+    const id = uniqueId('reconn');
+    let server = await startServerAt(socketPath, id);
+    t.after(() => server.stop());
+    const client = makeClient({ id, endpoint: { socketPath } }, { reconnect: { enabled: true, initialDelay: 20, maxDelay: 50 } });
+    t.after(() => client.disconnect());
+    await client.connect();
+    assert.equal(client.getStats().metrics.reconnects, 0);
+    for (let restart = 1; restart <= 2; restart++) {
+      const lost = waitForEvent(client, 'disconnect');
+      await server.stop();
+      await lost;
+      const back = waitForEvent(client, 'connect', 10_000);
+      server = await startServerAt(socketPath, id);
+      await back;
+      assert.equal(client.getStats().metrics.reconnects, restart);
+      assert.equal(await client.request('echo', restart), restart);
+    }
+    assert.ok(client.getStats().reconnectAttempts >= 2, 'attempts count every try, reconnects only successes');
+  });
+});
