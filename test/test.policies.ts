@@ -214,6 +214,25 @@ describe('retry', () => {
     t.diagnostic(`SERVICE_NOT_FOUND, timeout 300 ms: ${attempts.times.length} attempts, gave up after ${outcome.ms.toFixed(1)} ms with ${codeOf(outcome.error)}`);
   });
 
+  test('a later attempt that hangs is cut at what is left of the one timeout', T, async (t) => {
+    const pair = await createPair('unix');
+    t.after(() => pair.close());
+    const attempts = recordAttempts('hangs.later');
+    t.after(() => attempts.dispose());
+    let provided = false;
+    const outcome = timed(pair.client.call('hangs', 'later', null, { idempotent: true, retry: { attempts: 10, initialDelay: 100, maxDelay: 100 }, timeout: 400 }));
+    // The first attempt fails fast (SERVICE_NOT_FOUND); then a provider appears that never answers.
+    await waitUntil(() => attempts.times.length === 1, 2_000, 'first attempt');
+    const provider = await pair.addClient();
+    await provider.provide('hangs', { later: () => napFor(5_000) });
+    provided = true;
+    const { ms, error } = await outcome;
+    assert.ok(provided, 'the provider was there for the second attempt');
+    assert.equal(codeOf(error), 'TIMEOUT');
+    assert.equal(attempts.times.length, 2);
+    assert.ok(ms < 400 + 4 * SLACK_MS, `gave up after ${ms.toFixed(1)} ms (timeout 400): the hanging attempt got only what was left`);
+  });
+
   test('stops on abort: during the wait between attempts (at once), and during an attempt', T, async (t) => {
     const client = SmartIpc.createClient({ socketPath: uniqueSocketPath('nowhere'), id: 'nowhere', clientOnly: true, reconnect: { enabled: false } });
     const attempts = recordAttempts('r.abort');
