@@ -1065,6 +1065,9 @@ describe('latency per type and service.method', () => {
     await provider.provide('hang', { forever: () => napFor(2_000) });
     pair.client.onMessage('client.hang', () => napFor(2_000));
     assert.equal(pair.client.getStats().metrics.timeouts, 0);
+    await expectIpcError(pair.server.requestClient(pair.client.getClientId(), 'client.hang', null, { timeout: 30 }), 'TIMEOUT');
+    assert.equal(pair.server.getStats().metrics.timeouts, 1, 'the server counts its own request');
+    assert.equal(pair.client.getStats().metrics.timeouts, 0, 'the client did not make that request');
     await expectIpcError(pair.client.request('lat.hang', null, { timeout: 30 }), 'TIMEOUT');
     await expectIpcError(pair.client.call('hang', 'forever', null, { timeout: 30 }), 'TIMEOUT');
     await expectIpcError(pair.client.request('lat.hang', null, { signal: AbortSignal.abort() }), 'ABORTED');
@@ -1073,11 +1076,7 @@ describe('latency per type and service.method', () => {
     aborter.abort();
     await expectIpcError(aborted, 'ABORTED');
     assert.equal(pair.client.getStats().metrics.timeouts, 2, 'aborts are not timeouts');
-    // (The hub also counts the routed call whose forwarded budget ran out: measured as a difference here.)
-    const hubBefore = pair.server.getStats().metrics.timeouts;
-    await expectIpcError(pair.server.requestClient(pair.client.getClientId(), 'client.hang', null, { timeout: 30 }), 'TIMEOUT');
-    assert.equal(pair.server.getStats().metrics.timeouts - hubBefore, 1);
-    assert.equal(pair.client.getStats().metrics.timeouts, 2, 'the client did not make that request');
+    // (The hub's own count is not checked after the call: it also counts the routed call whose forwarded budget ran out, a little later.)
     // A timed-out request is not a latency sample.
     assert.equal(pair.client.getStats().metrics.latency.requests['lat.hang'], undefined);
   });
