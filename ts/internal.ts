@@ -81,3 +81,6 @@ export function observeFrames(connection: IpcConnection, kind: TFrameKind, onFra
     },
   };
 }
+
+// The library's own diagnostics channel objects (a test spies on them to prove nothing is traced unobserved).
+export { requestChannel, handleChannel, streamChannel, connectChannel, disconnectChannel, messageChannel, publishChannel, deadLetterChannel } from './features/observability/tracing.js';
