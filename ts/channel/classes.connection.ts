@@ -4,7 +4,7 @@ import type { IRequestOptions } from '../interfaces/options.js';
 import type { TMessageHandler } from '../interfaces/events.js';
 import type { TDeadLetterReason } from '../interfaces/observability.js';
 import type { Observer } from '../features/observability/classes.observer.js';
-import { handleChannel, messageChannel, requestChannel, type ITraceContext } from '../features/observability/tracing.js';
+import { handleChannel, messageChannel, requestChannel, traceWithoutResult, type ITraceContext } from '../features/observability/tracing.js';
 import type { IConnectionFeature, IConnectionHost } from '../interfaces/hosts.js';
 import type { FramedLink, ILinkHandler } from '../framing/classes.framedlink.js';
 import { PendingRequests, type IPendingRequest } from './rpc/classes.pendingrequests.js';
@@ -81,6 +81,12 @@ const CARRIES_USER_DATA: readonly boolean[] = kindTable([
   EFrameKind.StreamChunk, EFrameKind.Call, EFrameKind.PeerMessage, EFrameKind.PeerRequest,
 ]);
 const NO_OPTIONS: IRequestOptions = Object.freeze({});
+
+/** `clientId` and `type` of a peer frame's type. */
+function splitPeerType(type: string): [string, string] | undefined {
+  const at = type.indexOf('\u0000');
+  return at < 0 ? undefined : [type.slice(0, at), type.slice(at + 1)];
+}
 
 /** A nested request cancelled with its handler: TIMEOUT when the caller's deadline passed (as its own timer would say), else ABORTED. */
 function inheritedCode(reason: IpcError): TIpcErrorCode {
@@ -373,15 +379,16 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     if (!requestChannel.hasSubscribers) return this.requestInner<TRes>(kind, type, data, options, undefined);
     // Traced: a `start` subscriber may write the headers (a traceparent) before anything is encoded.
     const names = kind === EFrameKind.Call ? splitCallType(type) : undefined;
+    const peer = kind === EFrameKind.PeerRequest ? splitPeerType(type) : undefined;
     const trace: ITraceContext = {
-      type: names ? `${names[0]}.${names[1]}` : type,
-      peerId: this.peerId,
+      type: names ? `${names[0]}.${names[1]}` : peer ? peer[1] : type,
+      peerId: peer ? peer[0] : this.peerId,
       id: 0,
       ...(names ? { service: names[0], method: names[1] } : {}),
       headers: { ...(options.headers ?? {}) },
       bytes: 0,
     };
-    return requestChannel.tracePromise(() => this.requestInner<TRes>(kind, type, data, options, trace), trace);
+    return traceWithoutResult(requestChannel, trace, () => this.requestInner<TRes>(kind, type, data, options, trace));
   }
 
   private requestInner<TRes>(kind: EFrameKind, type: string, data: unknown, options: IRequestOptions, trace: ITraceContext | undefined): Promise<TRes> {
@@ -426,7 +433,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
       });
     }
     // Errors, latency and traces name a call `service.method`, not its whole routing type.
-    const label = kind === EFrameKind.Call ? callLabel(type) : type;
+    const label = kind === EFrameKind.Call ? callLabel(type) : kind === EFrameKind.PeerRequest ? (splitPeerType(type)?.[1] ?? type) : type;
     const promise = this.pending.add<TRes>(id, label, timeoutMs, options.signal, unlinkParent);
     try {
       if (open) {
@@ -493,7 +500,8 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
 
   /** The caller gave up on a request the peer may still be working on: tell it, so its handler's signal aborts. */
   private tellPeerGaveUp(entry: IPendingRequest, reason: IpcError): void {
-    if (reason.code === 'TIMEOUT') this.config.metrics.timeouts++;
+    // A hub's forwarded call that times out is the caller's timeout, counted there.
+    if (reason.code === 'TIMEOUT' && !entry.raw) this.config.metrics.timeouts++;
     const link = this.link;
     if (link === undefined || !link.isOpen) return;
     try {
@@ -699,8 +707,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     this.lastMessageAt = this.link?.lastReceivedAt ?? this.lastMessageAt;
     this.activeHandlers++;
     if (isRequest) this.activeRequests++;
-    // A forwarding handler (raw) is the hub's routing, not a handler of its own: not timed.
-    context.startedAt = raw ? 0 : performance.now();
+    context.startedAt = performance.now();
     if (!raw && !isRequest) context.data = data;
     let result: unknown;
     try {
@@ -741,7 +748,10 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
 
   private handlerDone(id: number, context: HandlerContext, value: unknown): void {
     this.handlerFinished(context);
-    if (context.startedAt > 0) this.config.observer.handlers.record(context.type, performance.now() - context.startedAt);
+    if (context.startedAt > 0) {
+      const now = performance.now();
+      this.config.observer.handlers.record(context.type, now - context.startedAt, now);
+    }
     if (!context.isRequest) return;
     const link = this.link;
     if (link === undefined || !link.isOpen) {
@@ -778,7 +788,10 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
 
   private handlerFailed(id: number, context: HandlerContext, thrown: unknown): void {
     this.handlerFinished(context);
-    if (context.startedAt > 0) this.config.observer.handlers.record(context.type, performance.now() - context.startedAt);
+    if (context.startedAt > 0) {
+      const now = performance.now();
+      this.config.observer.handlers.record(context.type, now - context.startedAt, now);
+    }
     if (isPassThrough(thrown)) {
       // The library's own refusal or a relayed failure: the caller gets its code, not HANDLER_ERROR.
       if (context.isRequest) this.replyError(id, thrown);
@@ -857,7 +870,8 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
       entry.resolve(rawPayloadOf(frame));
       return;
     }
-    this.config.observer.requests.record(entry.type, performance.now() - entry.startedAt);
+    const now = performance.now();
+    this.config.observer.requests.record(entry.type, now - entry.startedAt, now);
     let value: unknown;
     try {
       value = this.decode(frame);
@@ -872,7 +886,10 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
   private settleError(frame: IFrame): void {
     const entry = this.pending.take(frame.id);
     if (!entry) return;
-    if (!entry.raw) this.config.observer.requests.record(entry.type, performance.now() - entry.startedAt);
+    if (!entry.raw) {
+      const now = performance.now();
+      this.config.observer.requests.record(entry.type, now - entry.startedAt, now);
+    }
     let body: IErrorResponseBody;
     try {
       body = JSON.parse(frame.payload.toString('utf8')) as IErrorResponseBody;
@@ -881,6 +898,8 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     }
     const code = isIpcErrorCode(body.code) ? body.code : 'HANDLER_ERROR';
     if (code === 'RATE_LIMITED') this.config.metrics.rateLimited++;
+    // The other side ran out of this request's time first (a hub's budget): a timeout all the same.
+    else if (code === 'TIMEOUT' && !entry.raw) this.config.metrics.timeouts++;
     const retryAfterMs = typeof body.retryAfterMs === 'number' ? body.retryAfterMs : undefined;
     entry.reject(new IpcError(code, String(body.message), { ...(body.remote ? { remote: body.remote } : {}), ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) }));
   }
@@ -912,7 +931,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
       headers: context.headers ?? {},
       bytes: frame.payloadEnd - frame.payloadStart,
     };
-    return handleChannel.tracePromise(async () => handlerContextStorage.run(context, handler, data, context.peerId, context), trace);
+    return traceWithoutResult(handleChannel, trace, async () => handlerContextStorage.run(context, handler, data, context.peerId, context));
   }
 
   private onHeartbeatTimeout(silentForMs: number): void {

@@ -71,12 +71,11 @@ export class LatencyRecorder {
   private readonly histograms = new Map<string, Histogram>();
   private windowStartedAt = performance.now();
 
-  /** `ms` for `key`; past LATENCY_MAX_KEYS keys new ones are counted under '(other)'. */
-  public record(key: string, ms: number): void {
+  /** `ms` for `key`, measured up to `now` (performance.now()); past LATENCY_MAX_KEYS keys new ones are counted under '(other)'. */
+  public record(key: string, ms: number, now: number = performance.now()): void {
+    if (now - this.windowStartedAt > LATENCY_WINDOW_MS) this.rotate(now);
     let histogram = this.histograms.get(key);
     if (histogram === undefined) {
-      const now = performance.now();
-      if (now - this.windowStartedAt > LATENCY_WINDOW_MS) this.rotate(now);
       if (this.histograms.size >= LATENCY_MAX_KEYS) {
         key = '(other)';
         histogram = this.histograms.get(key);

@@ -78,3 +78,36 @@ export function publishDeadLetter(letter: IDeadLetter): void {
   const { data: _data, ...withoutData } = letter;
   deadLetterChannel.publish(withoutData);
 }
+
+/**
+ * TracingChannel#tracePromise, except that the resolved value is not put on the context
+ * (`context.result`): contexts never carry payload data. start, end, asyncStart, asyncEnd and
+ * error are published as tracePromise does, and start's stores are bound around `fn`.
+ */
+export function traceWithoutResult<C extends object, T>(channel: plugins.diagnosticsChannel.TracingChannel<C, C>, context: C, fn: () => Promise<T>): Promise<T> {
+  const { start, end, asyncStart, asyncEnd, error } = channel as unknown as Record<'start' | 'end' | 'asyncStart' | 'asyncEnd' | 'error', plugins.diagnosticsChannel.Channel & { runStores<R>(context: C, fn: () => R): R }>;
+  return start.runStores(context, () => {
+    try {
+      return fn().then(
+        (value) => {
+          asyncStart.publish(context);
+          asyncEnd.publish(context);
+          return value;
+        },
+        (err: unknown) => {
+          (context as { error?: unknown }).error = err;
+          error.publish(context);
+          asyncStart.publish(context);
+          asyncEnd.publish(context);
+          throw err;
+        },
+      );
+    } catch (err) {
+      (context as { error?: unknown }).error = err;
+      error.publish(context);
+      throw err;
+    } finally {
+      end.publish(context);
+    }
+  });
+}

@@ -5,6 +5,9 @@ import { count, durationMs } from '../../smartipc.options.js';
 
 type TState = 'closed' | 'open' | 'halfOpen';
 
+/** Failures that say nothing about the target (the caller gave up, the call never went out): a trial that ends so decides nothing. */
+const UNDECIDED: ReadonlySet<TIpcErrorCode> = new Set(['ABORTED', 'CIRCUIT_OPEN', 'INVALID_ARGUMENT', 'CLOSED']);
+
 interface IBreaker {
   state: TState;
   failures: number;
@@ -53,6 +56,7 @@ export class CircuitBreakers {
       return result;
     } catch (err) {
       if (err instanceof IpcError && this.on.has(err.code)) this.failed(target, breaker);
+      else if (trial && err instanceof IpcError && UNDECIDED.has(err.code)) breaker.state = 'open'; // no verdict: the next call is the trial
       else if (trial) this.succeeded(target, breaker); // the target answered: it is up
       throw err;
     }

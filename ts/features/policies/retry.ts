@@ -50,7 +50,8 @@ export async function withRetry<T>(retry: IResolvedRetry, timeoutMs: number, sig
       const remaining = deadline - performance.now();
       if (n >= retry.attempts || !(error instanceof IpcError) || !retry.on.has(error.code) || remaining <= 0 || signal?.aborted) throw error;
       const base = Math.min(retry.maxDelay, retry.initialDelay * 2 ** Math.min(n - 1, 30));
-      const delay = Math.min(remaining, Math.max(0, base * (1 + BACKOFF_JITTER_FRACTION * (random() * 2 - 1))));
+      // Jitter first, then the caps: never past maxDelay, never past the one timeout.
+      const delay = Math.min(remaining, retry.maxDelay, Math.max(0, base * (1 + BACKOFF_JITTER_FRACTION * (random() * 2 - 1))));
       await sleep(delay, signal);
       if (signal?.aborted) throw new IpcError('ABORTED', 'aborted while waiting to retry', { cause: signal.reason });
     }

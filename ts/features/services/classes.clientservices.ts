@@ -248,8 +248,9 @@ export class ClientServices implements IConnectionFeature {
     const [from, type] = names;
     const handler = this.host.handlers.get(type);
     if (handler === undefined) {
-      if (isRequest) host.replyError(frame.id, passThrough(new IpcError('NO_HANDLER', `no handler for "${type}" on the receiving client`)));
-      else debug('no handler for peer message "%s" from %s; dropped', type, from);
+      const error = new IpcError('NO_HANDLER', `no handler for "${type}" on the receiving client`);
+      if (isRequest) host.replyError(frame.id, passThrough(error));
+      else host.deadLetter(frame, 'noHandler', type, from, error);
       return;
     }
     const context = host.contextFor(frame, isRequest, new HandlerContext(type, isRequest, from));

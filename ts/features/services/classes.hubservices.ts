@@ -13,6 +13,7 @@ import type {
 } from '../../interfaces/services.js';
 import type { IRequestOptions } from '../../interfaces/options.js';
 import { HandlerContext, currentHandlerContext, handlerContextStorage } from '../../channel/rpc/classes.handlercontext.js';
+import { requestChannel, traceWithoutResult, type ITraceContext } from '../observability/tracing.js';
 import { RawPayload, passThrough } from '../../channel/rpc/rawpayload.js';
 import { checkRequestOptions, plainObject } from '../../smartipc.options.js';
 import { debug } from '../../smartipc.log.js';
@@ -265,7 +266,7 @@ export class HubServices {
     }
     // Forwarded as it arrived: the hub reads only the type (with the chain) and the budget, and
     // writes in who the caller is (a caller cannot claim another's id).
-    const context = caller.contextFor(frame, true);
+    const context = caller.contextFor(frame, true, new CallContext(service, method, callerId, address.root, chain, true));
     const type = encodeCall({ ...address, callerId });
     const target = instance.connection!;
     caller.serve(frame, true, (payload) => settle(target.forward(EFrameKind.Call, type, payload as RawPayload, frame.headers, context)), context, true);
@@ -326,7 +327,7 @@ export class HubServices {
       }
       return;
     }
-    const context = from.contextFor(frame, true);
+    const context = from.contextFor(frame, true, new HandlerContext(type, true, fromId));
     from.serve(frame, true, (payload) => target.forward(EFrameKind.PeerRequest, routedType, payload as RawPayload, frame.headers, context), context, true);
   }
 
@@ -353,7 +354,10 @@ export class HubServices {
         instance.inFlight--;
       });
     }
-    return this.callLocal<TRes>(instance, service, method, params, options, requestTimeoutMs, chain);
+    if (!requestChannel.hasSubscribers) return this.callLocal<TRes>(instance, service, method, params, options, requestTimeoutMs, chain);
+    // Traced like a call that crosses a connection (a start subscriber may add headers).
+    const trace: ITraceContext = { type: `${service}.${method}`, peerId: HUB_ID, id: 0, service, method, headers: { ...(options?.headers ?? {}) }, bytes: 0 };
+    return traceWithoutResult(requestChannel, trace, () => this.callLocal<TRes>(instance, service, method, params, { ...options, headers: trace.headers }, requestTimeoutMs, chain));
   }
 
   /** A hub service called by the hub: no wire, but the same context (deadline, signal, chain). */
@@ -362,7 +366,10 @@ export class HubServices {
     let timeoutMs = options?.timeout ?? requestTimeoutMs;
     if (parent !== undefined) timeoutMs = Math.min(timeoutMs, parent.remainingMs());
     const context = new CallContext(service, method, HUB_ID, chain.root, chain.chain, true);
-    if (options?.headers !== undefined) context.headers = { ...options.headers };
+    const traceparent = parent?.headers?.traceparent;
+    if (options?.headers !== undefined || traceparent !== undefined) {
+      context.headers = { ...(traceparent !== undefined ? { traceparent } : {}), ...options?.headers };
+    }
     if (timeoutMs !== Infinity) context.deadline = Date.now() + timeoutMs;
     const unlinkParent = parent?.onAbort((reason) => context.abort(reason));
     const onAbort = () => context.abort(new IpcError('ABORTED', `call ${service}.${method} was aborted`, { cause: options?.signal?.reason }));
