@@ -54,7 +54,9 @@ export function fromEncoded(encoded: smartipc.IEncodedPayload): INatsEncoded {
       const laidOut = withAttachments(payload, attachments);
       return { payload: laidOut, encoding: NATS_ENCODING.jsonAttachments, bytes: laidOut.length };
     }
-    return { payload, encoding: undefined, bytes: byteLength(payload) };
+    // nats.js would encode a string with TextEncoder (~4x slower than Buffer.from for small payloads).
+    const bytes = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
+    return { payload: bytes, encoding: undefined, bytes: bytes.length };
   }
   if (kind === EPayloadEncoding.V8) return { payload, encoding: NATS_ENCODING.v8, bytes: byteLength(payload) };
   if (kind === EPayloadEncoding.Binary) return { payload, encoding: NATS_ENCODING.binary, bytes: byteLength(payload) };
@@ -139,7 +141,8 @@ function rawHeaderBlock(msg: Msg): string | undefined {
   const raw = impl._rdata;
   if (typeof hdr !== 'number' || !(raw instanceof Uint8Array)) return undefined;
   if (hdr <= 0) return '';
-  return Buffer.from(raw.buffer, raw.byteOffset, Math.min(hdr, raw.byteLength)).toString('latin1');
+  const end = Math.min(hdr, raw.byteLength);
+  return Buffer.isBuffer(raw) ? raw.toString('latin1', 0, end) : Buffer.from(raw.buffer, raw.byteOffset, end).toString('latin1');
 }
 
 /** The headers the bridge reads, from one message. Only for headers the bridge itself writes (`Name: value`, one value each). */
