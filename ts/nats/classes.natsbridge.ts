@@ -21,7 +21,10 @@ import { NatsServing } from './nats.serving.js';
 
 const NATS_PACKAGE = '@nats-io/transport-node';
 
-/** What the bridge tells the clients and exposures that live on its connection. */
+/**
+ * What the bridge tells the clients and exposures that live on its connection (they match it
+ * structurally: its members are @internal, so the shipped .d.ts has no `implements` to check).
+ */
 export interface INatsParticipant {
   onBridgeDisconnect(reason: smartipc.IpcError): void;
   onBridgeReconnecting(attempt: number, delayMs: number): void;

@@ -7,7 +7,7 @@ import { NatsOutbox, type INatsOutboxEntry } from './classes.natsoutbox.js';
 import { NatsStreamEndpoint } from './classes.natsstreams.js';
 import { NatsRequester, NatsServiceAnnouncer, gatherLists, mergeLists, replyError, replyValue, requestFields, serveCall, type IOutgoingCall } from './nats.calls.js';
 import type { IRunningHandler } from './nats.serving.js';
-import type { INatsParticipant, NatsBridge } from './classes.natsbridge.js';
+import type { NatsBridge } from './classes.natsbridge.js';
 import { debugNats } from './nats.log.js';
 import type { INatsClientConnectOptions, INatsClientEvents, INatsClientOptions, INatsClientStats, INatsServiceInfo, INatsSubscribeOptions } from './interfaces.js';
 
@@ -52,7 +52,7 @@ const RESOLVED: Promise<void> = Promise.resolve();
  * every client, the reconnect a `connect`, and sends made meanwhile wait in this client's bounded
  * outbox, in order.
  */
-export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> implements INatsParticipant {
+export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
   public readonly id: string;
   private readonly clientId: string;
   /** This instance, for echo suppression (a client never gets its own publishes back) and as its provider id. */

@@ -7,7 +7,7 @@ import { NatsOutbox } from './classes.natsoutbox.js';
 import { NatsStreamEndpoint } from './classes.natsstreams.js';
 import { LiteSignal, type IRunningHandler } from './nats.serving.js';
 import { NatsRequester, NatsServiceAnnouncer, NatsServiceDirectory, readCall, replyError, replyValue, requestFields } from './nats.calls.js';
-import type { INatsParticipant, NatsBridge } from './classes.natsbridge.js';
+import type { NatsBridge } from './classes.natsbridge.js';
 import { debugNats } from './nats.log.js';
 import type { INatsExposeOptions } from './interfaces.js';
 
@@ -37,7 +37,7 @@ interface IExportedService {
  * on NATS that the hub has no instance of are imported (the hub provides a relay itself), so the
  * hub's clients call them like local ones.
  */
-export class NatsExposure implements INatsParticipant {
+export class NatsExposure {
   public readonly id: string;
   /** This exposure, for echo suppression on pub/sub and as its provider id in the service registry. */
   private readonly src = plugins.crypto.randomBytes(8).toString('hex');
