@@ -5,7 +5,7 @@ import { InboundHeaders, budgetOf, decodeMsg, encodeChain, encodeData, encodeRoo
 import { decodeTopic, decodeType, encodeType as encodeTypeUncached } from './nats.subjects.js';
 import { NatsOutbox, type INatsOutboxEntry } from './classes.natsoutbox.js';
 import { NatsStreamEndpoint } from './classes.natsstreams.js';
-import { NatsRequester, NatsServiceAnnouncer, gatherLists, mergeLists, replyError, replyValue, requestFields, serveCall, type IOutgoingCall } from './nats.calls.js';
+import { NatsRequester, NatsServiceAnnouncer, gatherLists, mergeLists, replyError, replyValue, requestFields, retireSubscriptions, serveCall, type IOutgoingCall } from './nats.calls.js';
 import type { IRunningHandler } from './nats.serving.js';
 import type { NatsBridge } from './classes.natsbridge.js';
 import { debugNats } from './nats.log.js';
@@ -153,11 +153,13 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
     const reason = new smartipc.IpcError('CLOSED', 'client disconnected');
     this.release(new smartipc.IpcError('NOT_CONNECTED', 'client disconnected'), new smartipc.IpcError('CONNECTION_LOST', 'client disconnected'));
     this.bridge.serving.abortAll(new smartipc.IpcError('CONNECTION_LOST', 'the serving NATS client disconnected'), this);
-    for (const subscription of this.withdrawServices()) subscription.unsubscribe();
+    const services = retireSubscriptions(this.bridge, this.withdrawServices());
     for (const subscription of this.natsSubscriptions.splice(0)) subscription.unsubscribe();
     this.endSubscriptions();
     this.bridge.unregister(this);
     if (wasLive) this.emit('disconnect', reason);
+    // Calls nats-server had already routed here are still answered; after this, none reach this client.
+    await services;
   }
 
   // ---- messaging -------------------------------------------------------------------------------
@@ -296,9 +298,9 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
     const entry = this.provided.get(service);
     if (entry === undefined) return;
     this.provided.delete(service);
-    for (const subscription of entry.subscriptions.splice(0)) subscription.unsubscribe();
+    const retiring = retireSubscriptions(this.bridge, entry.subscriptions.splice(0));
     if (this.state === 'connected' || this.state === 'reconnecting') this.announcer.changed();
-    if (this.bridge.isConnected) await this.bridge.connection.flush().catch(() => undefined);
+    await retiring;
   }
 
   /**
@@ -581,8 +583,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
   public async beginClose(): Promise<void> {
     // New requests and messages are refused from now on (checkUsable looks at the bridge).
     this.release(new smartipc.IpcError('NOT_CONNECTED', 'the NATS bridge is closing'));
-    const subs = this.withdrawServices();
-    if (this.bridge.isConnected) await Promise.all(subs.map((s) => s.drain().catch(() => s.unsubscribe())));
+    await retireSubscriptions(this.bridge, this.withdrawServices());
   }
 
   /** @internal */

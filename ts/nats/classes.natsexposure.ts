@@ -6,7 +6,7 @@ import { InboundHeaders, budgetOf, decodeMsg, encodeChain, encodeData, encodeRoo
 import { NatsOutbox } from './classes.natsoutbox.js';
 import { NatsStreamEndpoint } from './classes.natsstreams.js';
 import { LiteSignal, type IRunningHandler } from './nats.serving.js';
-import { NatsRequester, NatsServiceAnnouncer, NatsServiceDirectory, readCall, replyError, replyValue, requestFields } from './nats.calls.js';
+import { NatsRequester, NatsServiceAnnouncer, NatsServiceDirectory, readCall, replyError, replyValue, requestFields, retireSubscriptions } from './nats.calls.js';
 import type { NatsBridge } from './classes.natsbridge.js';
 import { debugNats } from './nats.log.js';
 import type { INatsExposeOptions } from './interfaces.js';
@@ -219,8 +219,7 @@ export class NatsExposure {
     this.subscriptions.length = 0;
     if (inbox) this.subscriptions.push(inbox);
     this.typeSubscriptions.clear();
-    if (this.bridge.isConnected) await Promise.all(all.map((s) => s.drain().catch(() => s.unsubscribe())));
-    else for (const s of all) s.unsubscribe();
+    await retireSubscriptions(this.bridge, all);
   }
 
   /** @internal */
@@ -254,7 +253,8 @@ export class NatsExposure {
     const wanted = new Set(this.hooks.getHandlerTypes());
     for (const [type, subs] of this.typeSubscriptions) {
       if (wanted.has(type)) continue;
-      for (const s of subs) s.unsubscribe();
+      // What was already routed here is answered (NO_HANDLER), not left to time out.
+      void retireSubscriptions(this.bridge, subs);
       this.typeSubscriptions.delete(type);
     }
     const connection = this.bridge.connection;
@@ -484,15 +484,14 @@ export class NatsExposure {
     for (const [name, entry] of this.exported) {
       const methods = wanted.get(name);
       if (methods === undefined) {
-        entry.probe.unsubscribe();
-        for (const s of entry.methods.values()) s.unsubscribe();
+        void retireSubscriptions(this.bridge, [entry.probe, ...entry.methods.values()]);
         this.exported.delete(name);
         changed = true;
         continue;
       }
       for (const [method, s] of entry.methods) {
         if (methods.has(method)) continue;
-        s.unsubscribe();
+        void retireSubscriptions(this.bridge, [s]);
         entry.methods.delete(method);
         changed = true;
       }

@@ -182,6 +182,20 @@ export function requestFields(from: string, encoded: INatsEncoded, headers: Reco
 }
 
 
+/**
+ * Ends subscriptions without losing what nats-server already routed to them: drain (UNSUB, then
+ * what arrives until the server confirmed it is still handled), so a caller never waits for its
+ * timeout on a message that reached a subscription being removed. Unsubscribes at once while NATS is down.
+ */
+export function retireSubscriptions(bridge: NatsBridge, subscriptions: Subscription[]): Promise<void> {
+  if (subscriptions.length === 0) return Promise.resolve();
+  if (!bridge.isConnected) {
+    for (const s of subscriptions) s.unsubscribe();
+    return Promise.resolve();
+  }
+  return Promise.all(subscriptions.map((s) => s.drain().catch(() => s.unsubscribe()))).then(() => undefined);
+}
+
 // ---- replying --------------------------------------------------------------------------------------
 
 /** Replies with a value (JSON: no headers at all; another encoding: one Sipc-Enc header). A value too large becomes MESSAGE_TOO_LARGE. */

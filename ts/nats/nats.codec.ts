@@ -158,10 +158,13 @@ export class InboundHeaders {
     return this.block === undefined ? this.msg.headers !== undefined : this.block.length > 0;
   }
 
-  /** The NATS status code (503: no responders), or 0. */
+  /** The NATS status code (503: no responders), or 0: from the block's first line, `NATS/1.0 503`. */
   public get status(): number {
-    if (this.block === '') return 0;
-    return this.msg.headers?.code ?? 0;
+    const block = this.block;
+    if (block === undefined) return this.msg.headers?.code ?? 0;
+    if (block.length < 12 || block.charCodeAt(8) !== 0x20) return 0;
+    const code = Number(block.slice(9, 12));
+    return Number.isInteger(code) ? code : 0;
   }
 
   public get(name: string): string | undefined {
