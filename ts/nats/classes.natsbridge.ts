@@ -320,7 +320,12 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
    * @internal Whether some host answers for server `id` (its `<ns>.hello.<id>` subscription),
    * retrying with backoff until `budgetMs` is spent. Resolves false when nobody answered in time.
    */
-  public async probe(id: string, budgetMs: number, shouldStop: () => boolean = () => false, once = false): Promise<boolean> {
+  public probe(id: string, budgetMs: number, shouldStop: () => boolean = () => false, once = false): Promise<boolean> {
+    return this.probeSubject(this.subjects.hello(id), budgetMs, shouldStop, once);
+  }
+
+  /** @internal Whether anyone answers on `subject` (a hello or a service probe), retrying with backoff until `budgetMs` is spent. */
+  public async probeSubject(subject: string, budgetMs: number, shouldStop: () => boolean = () => false, once = false): Promise<boolean> {
     const deadline = performance.now() + budgetMs;
     let delay = NATS_PROBE_INITIAL_DELAY_MS;
     for (;;) {
@@ -328,7 +333,7 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
       if (this.isConnected) {
         try {
           const remaining = Math.max(1, Math.min(NATS_PROBE_TIMEOUT_MS, deadline - performance.now()));
-          await this.connection.request(this.subjects.hello(id), undefined, { timeout: remaining });
+          await this.connection.request(subject, undefined, { timeout: remaining });
           return true;
         } catch {
           // no responders (nobody exposes it yet), or timed out

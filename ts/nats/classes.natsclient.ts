@@ -70,6 +70,8 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
   private recovery?: Promise<void>;
   /** A host answered for `id` at least once: after a reconnect the outbox waits for it to answer again. */
   private hostSeen = false;
+  /** Services that answered a call at least once: after a reconnect, calls of them in the outbox wait for a provider too. */
+  private readonly servicesSeen = new Set<string>();
   private readonly inbox: string;
   private readonly natsSubscriptions: Subscription[] = [];
   private readonly subscriptions = new Map<string, ISubscriptionEntry>();
@@ -104,7 +106,18 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
     };
     this.outbox = new NatsOutbox(this.outboxBounds.maxMessages, this.outboxBounds.maxBytes);
     this.inbox = bridge.newInbox();
-    this.requester = new NatsRequester(bridge, this.inbox, (type) => new smartipc.IpcError('NO_HANDLER', `no host on NATS handles "${type}" for server "${this.id}" (no responders on ${this.requestPrefix}…)`));
+    this.requester = new NatsRequester(
+      bridge,
+      this.inbox,
+      (type) => new smartipc.IpcError('NO_HANDLER', `no host on NATS handles "${type}" for server "${this.id}" (no responders on ${this.requestPrefix}…)`),
+      (target) => {
+        if (target === undefined) this.hostSeen = true;
+        else if (!this.servicesSeen.has(target.service)) {
+          if (this.servicesSeen.size >= 10_000) this.servicesSeen.clear();
+          this.servicesSeen.add(target.service);
+        }
+      },
+    );
     this.requestPrefix = bridge.subjects.requestPrefix(this.id);
     this.messagePrefix = bridge.subjects.messagePrefix(this.id);
     this.topicPrefixLength = bridge.subjects.topicPrefix(this.id).length;
@@ -199,7 +212,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
     }
     const headers = call.headers;
     const deadline = call.deadline;
-    return this.sendRequest(this.requestPrefix + encodeTypeCached(type), encoded, call, () => this.bridge.headers(requestFields(this.clientId, encoded, headers, deadline)));
+    return this.sendRequest(this.requestPrefix + encodeTypeCached(type), encoded, call, undefined, () => this.bridge.headers(requestFields(this.clientId, encoded, headers, deadline)));
   }
 
   /** Handles messages and requests from the server (`exposure.sendToClient`, `requestClient`, `broadcast`). */
@@ -239,7 +252,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
     }
     const headers = call.headers;
     const deadline = call.deadline;
-    return this.sendRequest(this.bridge.subjects.serviceCall(service, method), encoded, call, () => {
+    return this.sendRequest(this.bridge.subjects.serviceCall(service, method), encoded, call, service, () => {
       const fields = requestFields(this.clientId, encoded, headers, deadline);
       fields[NATS_HEADER.root] = encodeRoot(chain.root);
       fields[NATS_HEADER.chain] = encodeChain(chain.chain);
@@ -786,7 +799,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
   }
 
   /** A request or call registered with the requester: to NATS now, or into the outbox (its headers are built when it leaves: the budget is what remains then). */
-  private sendRequest<T>(subject: string, encoded: INatsEncoded, call: IOutgoingCall<T>, headers: () => MsgHdrs): Promise<T> {
+  private sendRequest<T>(subject: string, encoded: INatsEncoded, call: IOutgoingCall<T>, service: string | undefined, headers: () => MsgHdrs): Promise<T> {
     try {
       if (!this.holding && this.bridge.linkUp) {
         this.bridge.publish(subject, encoded.payload, headers(), call.reply);
@@ -794,7 +807,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
         this.metrics.bytesSent += encoded.bytes;
       } else {
         this.holding = true;
-        this.outbox.push({ subject, payload: encoded.payload, bytes: encoded.bytes + 128, headers, reply: call.reply, requestId: call.id });
+        this.outbox.push({ subject, payload: encoded.payload, bytes: encoded.bytes + 128, headers, reply: call.reply, requestId: call.id, ...(service !== undefined ? { service } : {}) });
       }
     } catch (err) {
       this.requester.fail(call.id, err as smartipc.IpcError);
@@ -803,14 +816,22 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
   }
 
   /**
-   * After a reconnect every host must re-subscribe too, and may be later than this one: what
-   * waited in the outbox goes out once a host answers for `id` again (or after the bridge's
+   * After a reconnect every host and provider must re-subscribe too, and may be later than this
+   * one: what waited in the outbox goes out once a host answers for `id` again and the services
+   * it calls have a provider again (those that answered before; at most the bridge's
    * recoveryTimeoutMs), in order. Sends made meanwhile queue behind it.
    */
   private async recover(): Promise<void> {
-    if (this.outbox.size > 0 && this.hostSeen) {
-      const answered = await this.bridge.probe(this.id, this.bridge.recoveryTimeoutMs, () => this.state !== 'connected');
-      if (!answered) debugNats('client %s: no host answered for "%s" within %d ms after the reconnect; sending the outbox anyway', this.clientId, this.id, this.bridge.recoveryTimeoutMs);
+    const waiting = this.outbox.waiting;
+    if (waiting.length > 0) {
+      const stop = () => this.state !== 'connected';
+      const budget = this.bridge.recoveryTimeoutMs;
+      const probes: Array<Promise<boolean>> = [];
+      if (this.hostSeen && waiting.some((entry) => entry.service === undefined)) probes.push(this.bridge.probe(this.id, budget, stop));
+      const services = new Set(waiting.map((entry) => entry.service).filter((service): service is string => service !== undefined && this.servicesSeen.has(service)));
+      for (const service of services) probes.push(this.bridge.probeSubject(this.bridge.subjects.serviceProbe(service), budget, stop));
+      const answered = await Promise.all(probes);
+      if (answered.includes(false)) debugNats('client %s: not every host or provider answered within %d ms after the reconnect; sending the outbox anyway', this.clientId, budget);
     }
     if (this.state !== 'connected' || !this.bridge.isConnected) return;
     for (const entry of this.outbox.takeAll()) this.flushEntry(entry);
@@ -865,7 +886,6 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
     if (bytes < 0) return; // late: timed out or aborted
     this.metrics.messagesReceived++;
     this.metrics.bytesReceived += bytes;
-    this.hostSeen = true;
   }
 
   private onPublish(entry: ISubscriptionEntry, msg: Msg): void {

@@ -63,6 +63,8 @@ export class NatsRequester {
     private readonly bridge: NatsBridge,
     private readonly inbox: string,
     private readonly noResponder: TNoResponder,
+    /** Someone answered (not "no responders"): a request (target undefined) or a call of target.service. */
+    private readonly onAnswered?: (target: ICallTarget | undefined) => void,
   ) {
     this.pending = new smartipc.PendingRequests(smartipc.systemClock, 1, (entry, reason) => this.gaveUp(entry, reason));
   }
@@ -133,10 +135,12 @@ export class NatsRequester {
       }
       const code = headers.get(NATS_HEADER.error);
       if (code) {
+        this.onAnswered?.(target);
         entry.reject(errorFromReply(code, msg.data));
         return msg.data.length;
       }
     }
+    this.onAnswered?.(target);
     let value: unknown;
     try {
       value = decodeMsg(msg, headers);
