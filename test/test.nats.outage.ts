@@ -149,3 +149,47 @@ test('the outbox is bounded while NATS is down: past maxMessages a send rejects 
   await waitUntil(() => recorded.length === 5, 5_000);
   assert.deepEqual(recorded, [0, 1, 2, 3, 4]);
 });
+
+test('services across a nats-server restart: a running handler is aborted with CONNECTION_LOST, providers and imports come back, calls made during the outage go out after it', { timeout: 60_000 }, async (t) => {
+  const s = new NatsScene(nats);
+  t.after(() => s.close());
+  const hostBridge = await s.bridge({ reconnectTimeWait: 50 });
+  const providerBridge = await s.bridge({ reconnectTimeWait: 50 });
+  const callerBridge = await s.bridge({ reconnectTimeWait: 50 });
+  const server = await s.server();
+  const service = `outage-svc-${process.pid}`;
+  const aborts: string[] = [];
+  const provider = await s.client(providerBridge, { id: 'p', clientId: 'outage-provider' });
+  await provider.provide(service, {
+    echo: (n: number) => n,
+    hang: (_params: unknown, ctx: { signal: AbortSignal }) => new Promise((resolve) => {
+      ctx.signal.addEventListener('abort', () => {
+        aborts.push((ctx.signal.reason as IpcError).code);
+        resolve(undefined);
+      });
+    }),
+  });
+  await hostBridge.expose(server);
+  const local = await s.localClient(server);
+  await waitUntil(() => server.isServiceAvailable(service), 5_000, 'imported');
+  const caller = await s.client(callerBridge, { id: server.options.id });
+  assert.equal(await caller.call(service, 'echo', 1), 1);
+  assert.equal(await local.call(service, 'echo', 2), 2);
+
+  const hanging = caller.call(service, 'hang', null, { timeout: 30_000 }).catch((error: IpcError) => error.code);
+  await sleep(100);
+  const reconnected = Promise.all([waitForEvent(caller, 'connect', 20_000), waitForEvent(provider, 'connect', 20_000)]);
+  await nats.stop('SIGKILL');
+  assert.equal(await withTimeout(hanging, 3_000, 'the call in flight'), 'CONNECTION_LOST');
+  await waitUntil(() => aborts.length === 1, 3_000, 'the provider aborts the running method');
+  assert.deepEqual(aborts, ['CONNECTION_LOST']);
+  const duringOutage = caller.call(service, 'echo', 3, { timeout: 20_000 });
+  await nats.restart();
+  await reconnected;
+  assert.equal(await withTimeout(duringOutage, 15_000, 'the call made during the outage'), 3);
+  assert.equal(await caller.call(service, 'echo', 4), 4);
+  // The hub's relay needs its own bridge back (it has no outbox: NOT_CONNECTED while that is down).
+  await waitUntil(() => hostBridge.getIsConnected(), 10_000, 'the hub\'s bridge reconnects');
+  await waitUntil(() => server.isServiceAvailable(service), 5_000, 'still imported');
+  assert.equal(await local.call(service, 'echo', 5), 5);
+});

@@ -43,7 +43,7 @@ test('requests and messages cross two bridges: result, HANDLER_ERROR with remote
   const server = await s.server();
   const notes: unknown[] = [];
   server.onMessage('echo', (data) => data);
-  server.onMessage('headers', (_data, _clientId, context) => context.headers);
+  server.onMessage('headers', (_data, clientId, context) => ({ ...context.headers, peerId: clientId, contextPeerId: context.peerId }));
   server.onMessage('boom', () => {
     const error = new Error('it broke') as Error & { code: string };
     error.code = 'E_BROKE';
@@ -59,7 +59,8 @@ test('requests and messages cross two bridges: result, HANDLER_ERROR with remote
   assert.equal(await client.request('echo'), undefined);
   const headers = await client.request<unknown, Record<string, unknown>>('headers', null, { headers: { trace: 'abc' } });
   assert.equal(headers.trace, 'abc');
-  assert.equal(headers.natsFrom, 'caller-1', 'the NATS caller is named to the handler');
+  assert.equal(headers.peerId, 'caller-1', 'the NATS caller is the handler\'s peerId');
+  assert.equal(headers.contextPeerId, 'caller-1');
   const error = await expectIpcError(client.request('boom'), 'HANDLER_ERROR');
   assert.equal(error.message, 'it broke');
   assert.deepEqual(error.remote, { name: 'Error', message: 'it broke', code: 'E_BROKE' });
@@ -176,9 +177,8 @@ test('pub/sub joins both ways, each publish delivered once, never echoed back to
   assert.equal(fromOf(seen.natsB, 'news.local'), local.getClientId(), 'from is the local publisher');
   assert.equal(fromOf(seen.natsB, 'news.a'), 'nats-a', 'from is the NATS publisher');
   assert.equal(fromOf(seen.natsA, 'news.server'), 'server');
-  // TEMPORARY (adapter on the IpcServer's public API): a local subscriber sees the adapter's own
-  // clientId as `from` of a remote publish. The core hook publishLocal(topic, data, from) gives 'nats-a'.
-  assert.match(fromOf(seen.local, 'news.a') ?? '', /^nats-bridge-/);
+  assert.equal(fromOf(seen.local, 'news.a'), 'nats-a', 'a local subscriber sees the remote publisher as from');
+  assert.equal(fromOf(seen.local, 'news.b.deep'), 'nats-b');
   assert.equal(server.getStats().pubsub?.published, 4, 'the local broker saw each publish once (1 local, 2 from NATS, 1 server)');
 });
 

@@ -10,9 +10,10 @@
 //   requests   pipelined request/response, 100 in flight        (bridge: client.request -> exposed handler)
 //   messages   one-way messages counted at the receiver, batches of 1000 each closed by a 'sync'
 //              request (2 batches in flight), so neither side can outrun the other
-// Responders: plain (nc.subscribe + respond), bridge+adapter (bridge.expose(IpcServer): today's path
-// through the temporary adapter, one local socket hop more), bridge+hook (bridge.expose() of an
-// INatsExposableServer that calls the handler directly: what the core hook will give).
+//   calls      pipelined service calls, 100 in flight             (bridge: client.call -> the exposed hub's
+//              own service; plain: the same request as 'requests', there is no service layer)
+// Responders: plain (nc.subscribe + respond) and bridge (bridge.expose(IpcServer): the server's
+// bridge hooks run the handler in-process with a handler context, no local socket hop).
 // Needs `npm run build` (dist_ts) and nats-server on PATH (apt-get install -y nats-server).
 import { fork, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -87,37 +88,18 @@ async function responder(impl, url, ns) {
     return;
   }
   const { NatsBridge } = await import(DIST_NATS);
+  const { SmartIpc } = await import(DIST_ROOT);
   const bridge = await NatsBridge.connect({ servers: url, namespace: ns });
-  const handlers = new Map([
-    ['echo', (data) => data],
-    ['note', () => { count++; }],
-    ['sync', () => count],
-  ]);
-  if (impl === 'adapter') {
-    const { SmartIpc } = await import(DIST_ROOT);
-    const socketPath = path.join(os.tmpdir(), `smartipc-bench-nats-${process.pid}.sock`);
-    const server = SmartIpc.createServer({ id: 'bench', socketPath, autoCleanupSocketFile: true, heartbeat: false });
-    for (const [type, handler] of handlers) server.onMessage(type, handler);
-    await server.start();
-    await bridge.expose(server);
-  } else {
-    // What the core hook gives: the handler called in this process, no local hop.
-    await bridge.expose({
-      id: 'bench',
-      serialization: 'json',
-      getHandlerTypes: () => [...handlers.keys()],
-      invoke: (data, invocation) => {
-        const handler = handlers.get(invocation.type);
-        if (!handler) throw Object.assign(new Error(`no handler for "${invocation.type}"`), { code: 'NO_HANDLER' });
-        return handler(data, invocation.peerId);
-      },
-      tapPublishes: async () => () => undefined,
-      publishLocal: async () => undefined,
-      deliverStream: async () => { throw new Error('no streams in the bench'); },
-    });
-  }
+  const socketPath = path.join(os.tmpdir(), `smartipc-bench-nats-${process.pid}.sock`);
+  const server = SmartIpc.createServer({ id: 'bench', socketPath, autoCleanupSocketFile: true, heartbeat: false });
+  server.onMessage('echo', (data) => data);
+  server.onMessage('note', () => { count++; });
+  server.onMessage('sync', () => count);
+  await server.provide(`bench-${ns}`, { echo: (params) => params });
+  await server.start();
+  await bridge.expose(server);
   process.send({ ready: true });
-  process.on('message', async () => { await bridge.close(); process.exit(0); });
+  process.on('message', async () => { await bridge.close(); await server.stop({ graceMs: 0 }); process.exit(0); });
 }
 
 // ---- caller ------------------------------------------------------------------------------------
@@ -131,6 +113,7 @@ async function makeCaller(impl, url, ns) {
       request: async (data) => decode(await nc.request(`${ns}.echo`, JSON.stringify(data), { timeout: 10_000 })),
       send: (data) => { nc.publish(`${ns}.note`, JSON.stringify(data)); },
       sync: async () => decode(await nc.request(`${ns}.sync`, '', { timeout: 10_000 })),
+      call: async (data) => decode(await nc.request(`${ns}.echo`, JSON.stringify(data), { timeout: 10_000 })),
       close: () => nc.close(),
     };
   }
@@ -142,17 +125,18 @@ async function makeCaller(impl, url, ns) {
     request: (data) => client.request('echo', data, { timeout: 10_000 }),
     send: (data) => { client.sendMessage('note', data); },
     sync: () => client.request('sync', null, { timeout: 10_000 }),
+    call: (data) => client.call(`bench-${ns}`, 'echo', data, { timeout: 10_000 }),
     close: () => bridge.close(),
   };
 }
 
-async function benchRequests(caller, durationMs) {
+async function benchRequests(caller, durationMs, op = 'request') {
   let done = 0;
   const end = performance.now() + durationMs;
   const started = performance.now();
   const lane = async () => {
     while (performance.now() < end) {
-      await caller.request({ ...PAYLOAD, seq: done });
+      await caller[op]({ ...PAYLOAD, seq: done });
       done++;
     }
   };
@@ -191,8 +175,10 @@ async function runOne(impl, responderImpl, url, durationMs, warmupMs) {
     const requests = await benchRequests(caller, durationMs);
     await benchMessages(caller, warmupMs);
     const messages = await benchMessages(caller, durationMs);
+    await benchRequests(caller, warmupMs, 'call');
+    const calls = await benchRequests(caller, durationMs, 'call');
     await caller.close();
-    return { requests, messages };
+    return { requests, messages, calls };
   } finally {
     clearTimeout(killTimer);
     child.send('stop');
@@ -215,13 +201,12 @@ async function main() {
   const nats = await startNatsServer();
   const variants = [
     { name: 'plain nats.js', caller: 'plain', responder: 'plain' },
-    { name: 'bridge, expose(IpcServer) (adapter)', caller: 'bridge', responder: 'adapter' },
-    { name: 'bridge, expose(hook)', caller: 'bridge', responder: 'hook' },
+    { name: 'smartipc bridge', caller: 'bridge', responder: 'bridge' },
   ];
   const results = {};
   const samples = Object.fromEntries(variants.map((v) => [v.name, []]));
   try {
-    // Interleaved (plain, adapter, hook, plain, ...): a shared machine's noise hits all alike.
+    // Interleaved (plain, bridge, plain, ...): a shared machine's noise hits both alike.
     for (let i = 0; i < runs; i++) {
       for (const variant of variants) samples[variant.name].push(await runOne(variant.caller, variant.responder, nats.url, durationMs, warmupMs));
     }
@@ -230,15 +215,16 @@ async function main() {
   }
   for (const variant of variants) {
     const list = samples[variant.name];
-    results[variant.name] = { requests: median(list.map((s) => s.requests)), messages: median(list.map((s) => s.messages)) };
+    results[variant.name] = { requests: median(list.map((s) => s.requests)), messages: median(list.map((s) => s.messages)), calls: median(list.map((s) => s.calls)) };
   }
   const plain = results['plain nats.js'];
   const fmt = (n) => Math.round(n).toLocaleString('en-US');
   console.log(`\nNATS bridge vs plain @nats-io/transport-node, nats-server on loopback (${runs} run(s) x ${durationMs} ms, median)\n`);
   console.log('| scenario | ' + variants.map((v) => v.name).join(' | ') + ' |');
   console.log('|---|' + variants.map(() => '---:').join('|') + '|');
-  for (const key of ['requests', 'messages']) {
-    const label = key === 'requests' ? `requests/s (${IN_FLIGHT} in flight)` : 'one-way messages/s';
+  const labels = { requests: `requests/s (${IN_FLIGHT} in flight)`, messages: 'one-way messages/s', calls: `service calls/s (${IN_FLIGHT} in flight; plain: requests)` };
+  for (const key of ['requests', 'messages', 'calls']) {
+    const label = labels[key];
     const cells = variants.map((v) => {
       const value = results[v.name][key];
       return v.responder === 'plain' ? fmt(value) : `${fmt(value)} (${(value / plain[key]).toFixed(2)}x)`;

@@ -1,6 +1,6 @@
 // Fixtures of the NATS tests: bridges on a real nats-server, exposed local servers, bounded waits.
 import { NatsBridge, type INatsBridgeOptions, type NatsClient, type INatsClientOptions } from '../../ts/nats/index.js';
-import { SmartIpc, type IpcServer } from '../../ts/index.js';
+import { SmartIpc, type IpcClient, type IpcServer, type IIpcServerOptions, type IIpcClientOptions } from '../../ts/index.js';
 import { uniqueId, uniqueSocketPath } from './fixtures.js';
 import { NatsServerProcess } from './nats-server.js';
 
@@ -29,12 +29,22 @@ export class NatsScene {
   }
 
   /** A started local IpcServer (Unix socket) with the given id. */
-  public async server(id = uniqueId('nats')): Promise<IpcServer> {
-    const server = SmartIpc.createServer({ id, socketPath: uniqueSocketPath('nats'), autoCleanupSocketFile: true, heartbeat: false });
+  public async server(id = uniqueId('nats'), options: Partial<Omit<Extract<IIpcServerOptions, { socketPath: string }>, 'id' | 'socketPath'>> = {}): Promise<IpcServer> {
+    const server = SmartIpc.createServer({ id, socketPath: uniqueSocketPath('nats'), autoCleanupSocketFile: true, heartbeat: false, ...options });
     server.on('error', () => undefined);
     await server.start();
     this.closers.push(() => server.stop({ graceMs: 0 }));
     return server;
+  }
+
+  /** A connected local client of a started server (the other side of an exposed hub). */
+  public async localClient(server: IpcServer, options: Partial<Omit<Extract<IIpcClientOptions, { socketPath: string }>, 'id' | 'socketPath'>> = {}): Promise<IpcClient> {
+    const address = server.getAddress() as { socketPath: string };
+    const client = SmartIpc.createClient({ id: server.options.id, socketPath: address.socketPath, clientOnly: true, heartbeat: false, reconnect: { enabled: false }, serialization: server.options.serialization, ...options });
+    client.on('error', () => undefined);
+    await client.connect();
+    this.closers.push(() => client.disconnect());
+    return client;
   }
 
   public onClose(closer: () => Promise<unknown>): void {

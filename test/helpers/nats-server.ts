@@ -107,10 +107,24 @@ export class NatsServerProcess {
       this.stderrTail = (this.stderrTail + text).slice(-4000);
     });
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
-    // A test process that dies without its after() hook must not leave a nats-server behind.
+    // A test process that dies without its after() hook must not leave a nats-server behind: on
+    // exit, and on SIGTERM / SIGINT (the test runner ending a file that timed out), which end the
+    // process without an 'exit' event. The signal is raised again once the child is killed.
     const killOnExit = () => child.kill('SIGKILL');
+    const killOnSignal = (signal: NodeJS.Signals) => {
+      child.kill('SIGKILL');
+      process.removeListener('SIGTERM', killOnSignal);
+      process.removeListener('SIGINT', killOnSignal);
+      process.kill(process.pid, signal);
+    };
     process.once('exit', killOnExit);
-    child.once('exit', () => process.removeListener('exit', killOnExit));
+    process.on('SIGTERM', killOnSignal);
+    process.on('SIGINT', killOnSignal);
+    child.once('exit', () => {
+      process.removeListener('exit', killOnExit);
+      process.removeListener('SIGTERM', killOnSignal);
+      process.removeListener('SIGINT', killOnSignal);
+    });
     child.unref();
     (child.stderr as unknown as { unref?: () => void }).unref?.();
     const deadline = performance.now() + (this.options.startTimeoutMs ?? 10_000);

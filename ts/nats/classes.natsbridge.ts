@@ -1,4 +1,4 @@
-import { smartipc, type MsgHdrs, type NatsConnection, type Status, type TNatsModule } from './nats.plugins.js';
+import { smartipc, type MsgHdrs, type NatsConnection, type Status, type Subscription, type TNatsModule } from './nats.plugins.js';
 import * as plugins from './nats.plugins.js';
 import {
   DEFAULT_NATS_MAX_RECONNECT_ATTEMPTS,
@@ -14,22 +14,25 @@ import {
 import { describeInvalidNamespace, NatsSubjects } from './nats.subjects.js';
 import { debugNats } from './nats.log.js';
 import type { TNatsPayload } from './nats.codec.js';
-import type { INatsBridgeEvents, INatsBridgeOptions, INatsClientOptions, INatsExposableServer } from './interfaces.js';
+import type { INatsBridgeEvents, INatsBridgeOptions, INatsClientOptions, INatsExposeOptions } from './interfaces.js';
 import { NatsClient } from './classes.natsclient.js';
 import { NatsExposure } from './classes.natsexposure.js';
-import { IpcServerNatsAdapter } from './classes.ipcserveradapter.js';
+import { NatsServing } from './nats.serving.js';
 
 const NATS_PACKAGE = '@nats-io/transport-node';
 
-/** What the bridge tells the clients and exposures that live on its connection. */
+/**
+ * What the bridge tells the clients and exposures that live on its connection (they match it
+ * structurally: its members are @internal, so the shipped .d.ts has no `implements` to check).
+ */
 export interface INatsParticipant {
   onBridgeDisconnect(reason: smartipc.IpcError): void;
   onBridgeReconnecting(attempt: number, delayMs: number): void;
   onBridgeReconnect(): void;
   /** Streams: send pings, fail silent peers. */
   tick(now: number): void;
-  /** Resolves once nothing this participant started or serves is in flight (for a draining close). */
-  whenIdle(): Promise<void>;
+  /** Resolves once nothing this participant started or serves is in flight (for a draining close), or at `deadline` (performance.now()). */
+  whenIdle(deadline: number): Promise<void>;
   /** The bridge closes: stop taking new work from NATS (drain subscriptions). */
   beginClose(): Promise<void>;
   /** The bridge closed: release everything. */
@@ -51,6 +54,13 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
   public readonly recoveryTimeoutMs: number;
   /** `_INBOX.<nuid>` (or the inboxPrefix option): every client and exposure gets `<inbox>.<n>` under it. */
   private readonly inboxBase: string;
+  /** @internal The inboxPrefix option (undefined: nats.js's _INBOX). */
+  public readonly inboxPrefix?: string;
+  /** @internal The handlers this bridge runs for NATS callers (deadlines, cancels, drops). */
+  public readonly serving = new NatsServing();
+  /** `<ns>.cancel`: ends with the connection. */
+  private readonly cancelSubscription: Subscription;
+  private readonly encodingHeaderCache = new Map<string, MsgHdrs>();
   private inboxCount = 0;
   private state: TBridgeState = 'connected';
   private readonly participants = new Set<INatsParticipant>();
@@ -73,7 +83,16 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
     this.subjects = new NatsSubjects(options.namespace ?? DEFAULT_NATS_NAMESPACE);
     this.serialization = options.serialization ?? 'json';
     this.recoveryTimeoutMs = options.recoveryTimeoutMs ?? DEFAULT_NATS_RECOVERY_TIMEOUT_MS;
+    this.inboxPrefix = options.inboxPrefix;
     this.inboxBase = nats.createInbox(options.inboxPrefix);
+    // Callers that give up before their time say so here; whoever runs the handler aborts it.
+    this.cancelSubscription = connection.subscribe(this.subjects.cancel, {
+      callback: (err, msg) => {
+        if (err) return;
+        const reply = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength).toString('utf8');
+        this.serving.cancel(reply, new smartipc.IpcError('ABORTED', 'the caller aborted'));
+      },
+    });
     this.lastMaxPayload = connection.info?.max_payload ?? 1024 * 1024;
     this.reconnectDelayMs = options.reconnectTimeWait ?? 2_000;
     this.ticker = setInterval(() => {
@@ -123,20 +142,29 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
   }
 
   /**
-   * Makes a local server reachable over NATS: its handlers answer requests and messages sent to
-   * its id (hosts exposing the same id share the load through a queue group), and its pub/sub
-   * joins NATS both ways. Takes a started IpcServer (through a temporary adapter, see docs/nats.md)
-   * or anything that implements INatsExposableServer. Resolves once the subscriptions are in place.
+   * Makes a local server (its hub) reachable over NATS: its handlers answer requests and messages
+   * sent to its id (hosts exposing the same id share the load through a queue group), its pub/sub
+   * joins NATS both ways, streams from NATS clients reach its `stream` listeners, its services
+   * (its own and its clients') are callable over NATS and services provided elsewhere on NATS
+   * become callable by its clients (see INatsExposeOptions). Resolves once the subscriptions are
+   * in place. One bridge per server.
    */
-  public async expose(server: smartipc.IpcServer | INatsExposableServer): Promise<NatsExposure> {
+  public async expose(server: smartipc.IpcServer, options: INatsExposeOptions = {}): Promise<NatsExposure> {
     if (this.state === 'draining' || this.state === 'closed') throw new smartipc.IpcError('NOT_CONNECTED', 'the NATS bridge is closed');
-    const exposable = server instanceof smartipc.IpcServer ? new IpcServerNatsAdapter(server) : server;
-    if (!exposable || typeof exposable.invoke !== 'function' || typeof exposable.id !== 'string') {
-      throw smartipc.invalidArgument('expose() needs an IpcServer or an INatsExposableServer');
+    if (!(server instanceof smartipc.IpcServer)) throw smartipc.invalidArgument('expose() needs an IpcServer');
+    if (options === null || typeof options !== 'object') throw smartipc.invalidArgument('expose() options must be an object');
+    for (const key of ['exportServices', 'importServices'] as const) {
+      if (options[key] !== undefined && typeof options[key] !== 'boolean') throw smartipc.invalidArgument(`expose(): ${key} must be a boolean`);
     }
-    const exposure = new NatsExposure(this, exposable);
-    await exposure.open();
+    const exposure = new NatsExposure(this, server, options);
     this.exposures.add(exposure);
+    try {
+      await exposure.open();
+    } catch (err) {
+      this.exposures.delete(exposure);
+      exposure.finishClose(new smartipc.IpcError('CLOSED', 'expose() failed'));
+      throw err;
+    }
     return exposure;
   }
 
@@ -144,7 +172,7 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
   public async unexpose(exposure: NatsExposure): Promise<void> {
     if (!this.exposures.delete(exposure)) return;
     await exposure.beginClose();
-    await exposure.whenIdle();
+    await exposure.whenIdle(performance.now() + NATS_CLOSE_DRAIN_TIMEOUT_MS);
     exposure.finishClose(new smartipc.IpcError('CLOSED', 'unexposed'));
   }
 
@@ -221,6 +249,35 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
     return headers;
   }
 
+  /** @internal The one header a reply or message in a payload encoding other than JSON carries (Sipc-Enc), encoded once. */
+  public encodingHeaders(encoding: string): MsgHdrs {
+    let headers = this.encodingHeaderCache.get(encoding);
+    if (headers === undefined) {
+      headers = this.constantHeaders({ [NATS_HEADER.encoding]: encoding });
+      this.encodingHeaderCache.set(encoding, headers);
+    }
+    return headers;
+  }
+
+  /**
+   * @internal Connected, and the NATS client's socket is up. Between the socket closing and the
+   * 'disconnect' status reaching the bridge, nats.js would keep what is published in a buffer that
+   * it empties at its next dial (lost): senders that see the link down hold it in their outbox.
+   */
+  public get linkUp(): boolean {
+    return this.state === 'connected' && (this.connection as unknown as { protocol?: { connected?: boolean } }).protocol?.connected !== false;
+  }
+
+  /** @internal A caller gave up on the request whose reply subject this is: whoever runs its handler aborts it. */
+  public publishCancel(reply: string): void {
+    if (!this.isConnected) return;
+    try {
+      this.connection.publish(this.subjects.cancel, reply);
+    } catch {
+      // the handler runs to its own deadline
+    }
+  }
+
   /** @internal NATS headers with these fields. */
   public headers(fields: Record<string, string>): MsgHdrs {
     const headers = this.nats.headers();
@@ -263,7 +320,12 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
    * @internal Whether some host answers for server `id` (its `<ns>.hello.<id>` subscription),
    * retrying with backoff until `budgetMs` is spent. Resolves false when nobody answered in time.
    */
-  public async probe(id: string, budgetMs: number, shouldStop: () => boolean = () => false, once = false): Promise<boolean> {
+  public probe(id: string, budgetMs: number, shouldStop: () => boolean = () => false, once = false): Promise<boolean> {
+    return this.probeSubject(this.subjects.hello(id), budgetMs, shouldStop, once);
+  }
+
+  /** @internal Whether anyone answers on `subject` (a hello or a service probe), retrying with backoff until `budgetMs` is spent. */
+  public async probeSubject(subject: string, budgetMs: number, shouldStop: () => boolean = () => false, once = false): Promise<boolean> {
     const deadline = performance.now() + budgetMs;
     let delay = NATS_PROBE_INITIAL_DELAY_MS;
     for (;;) {
@@ -271,7 +333,7 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
       if (this.isConnected) {
         try {
           const remaining = Math.max(1, Math.min(NATS_PROBE_TIMEOUT_MS, deadline - performance.now()));
-          await this.connection.request(this.subjects.hello(id), undefined, { timeout: remaining });
+          await this.connection.request(subject, undefined, { timeout: remaining });
           return true;
         } catch {
           // no responders (nobody exposes it yet), or timed out
@@ -303,6 +365,8 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
       const reason = new smartipc.IpcError('CONNECTION_LOST', 'the NATS connection closed and will not reconnect');
       this.state = 'closed';
       clearInterval(this.ticker);
+      this.serving.abortAll(reason);
+      this.serving.stop();
       for (const participant of [...this.participants]) participant.finishClose(reason);
       this.emit('close');
     }
@@ -315,6 +379,8 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
         this.state = 'reconnecting';
         this.lastMaxPayload = this.connection.info?.max_payload ?? this.lastMaxPayload;
         const reason = new smartipc.IpcError('CONNECTION_LOST', `lost the connection to NATS at ${status.server}`);
+        // The callers can no longer hear an answer: handlers running for them are aborted.
+        this.serving.abortAll(reason);
         for (const participant of [...this.participants]) participant.onBridgeDisconnect(reason);
         this.emit('disconnect', reason);
         return;
@@ -348,7 +414,10 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
     const participants = [...this.participants];
     // No new work from NATS; what arrived already is handled.
     await Promise.all(participants.map((participant) => participant.beginClose().catch(() => undefined)));
-    await Promise.all(participants.map((participant) => participant.whenIdle()));
+    // Handlers get a bounded time to answer; what still runs then is aborted (its result would be dropped).
+    const idleBy = performance.now() + NATS_CLOSE_DRAIN_TIMEOUT_MS;
+    await Promise.all(participants.map((participant) => participant.whenIdle(idleBy)));
+    this.serving.abortAll(new smartipc.IpcError('CLOSED', 'the NATS bridge is closing'));
     try {
       // A drain flushes through the server: bounded, so a close during an outage does not wait for NATS to come back.
       if (!this.connection.isClosed()) {
@@ -373,6 +442,8 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
     this.state = 'closed';
     clearInterval(this.ticker);
     const reason = new smartipc.IpcError('CLOSED', 'the NATS bridge was closed');
+    this.serving.abortAll(reason);
+    this.serving.stop();
     for (const participant of [...this.participants]) participant.finishClose(reason);
     this.participants.clear();
     this.exposures.clear();

@@ -12,6 +12,8 @@ export interface INatsOutboxEntry {
   reply?: string;
   /** Requests: the pending id; a request that timed out or was aborted meanwhile is not sent. */
   requestId?: number;
+  /** Service calls: the service (after a reconnect the outbox waits for its providers too). */
+  service?: string;
   /** Messages and publishes settle when sent (or fail). Requests settle through their pending entry. */
   resolve?: () => void;
   reject?: (error: smartipc.IpcError) => void;
@@ -41,6 +43,11 @@ export class NatsOutbox {
     }
     this.entries.push(entry);
     this.bytes += entry.bytes;
+  }
+
+  /** What waits, in order (not taken). */
+  public get waiting(): readonly INatsOutboxEntry[] {
+    return this.entries;
   }
 
   public takeAll(): INatsOutboxEntry[] {

@@ -13,14 +13,16 @@
 import * as plugins from './nats.plugins.js';
 import { smartipc, type Msg } from './nats.plugins.js';
 import {
+  NATS_ENCODING,
   NATS_HEADER,
   NATS_STREAM_CHUNK_HEADROOM_BYTES,
   NATS_STREAM_PEER_TIMEOUT_MS,
   NATS_STREAM_PING_INTERVAL_MS,
   NATS_STREAM_WINDOW_BYTES,
 } from './nats.constants.js';
-import { asBuffer, decodeData, encodingOfBytes, userHeaders, type TNatsPayload } from './nats.codec.js';
+import { InboundHeaders, asBuffer, decodeMsg, encodingFlags, fromEncoded, userHeaders, type TNatsPayload } from './nats.codec.js';
 import type { NatsBridge } from './classes.natsbridge.js';
+import { putUserHeaders } from './nats.codec.js';
 
 const { EFrameKind, EPayloadEncoding } = smartipc;
 type EFrameKind = smartipc.EFrameKind;
@@ -63,6 +65,7 @@ class OutgoingLink implements smartipc.IStreamSendHost {
     public readonly n: number,
     private readonly targetId: string,
     public readonly streamId: string,
+    private readonly objectMode: boolean,
   ) {}
 
   public get isConnected(): boolean {
@@ -98,9 +101,11 @@ class OutgoingLink implements smartipc.IStreamSendHost {
 
   public sendNow(_kind: EFrameKind, _type: string, encoded: smartipc.IEncodedPayload): void {
     if (!this.isConnected) throw this.lost ?? new smartipc.IpcError('CONNECTION_LOST', 'NATS connection lost');
-    const payload = toPayload(encoded);
-    this.bridge.checkSize(typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength, `stream "${this.streamId}" chunk`);
-    this.bridge.publish(this.dataSubject!, payload);
+    // Bytes (the common case) go without headers; an object-mode value names its encoding unless it is JSON.
+    const chunk = fromEncoded(encoded);
+    const enc = chunk.encoding === NATS_ENCODING.binary && !this.objectMode ? undefined : chunk.encoding;
+    this.bridge.checkSize(chunk.bytes + (enc === undefined ? 0 : 32), `stream "${this.streamId}" chunk`);
+    this.bridge.publish(this.dataSubject!, chunk.payload, enc === undefined ? undefined : this.bridge.encodingHeaders(enc));
     this.lastSent = performance.now();
   }
 
@@ -178,14 +183,16 @@ class OutgoingLink implements smartipc.IStreamSendHost {
       [NATS_HEADER.stream]: 'open',
       [NATS_HEADER.streamId]: streamId,
     };
-    if (headers !== undefined) fields[NATS_HEADER.headers] = JSON.stringify(headers);
+    putUserHeaders(fields, headers);
+    const open = fromEncoded(encoded);
+    if (open.encoding !== undefined) fields[NATS_HEADER.encoding] = open.encoding;
     return new Promise<void>((resolve, reject) => {
       const timeoutMs = this.endpoint.options.requestTimeoutMs;
       const timer = setTimeout(() => this.settleOpen(new smartipc.IpcError('TIMEOUT', `stream "${streamId}": no host accepted it within ${timeoutMs} ms`)), timeoutMs);
       timer.unref();
       this.opened = { resolve, reject, timer };
       try {
-        this.bridge.publish(this.bridge.subjects.stream(this.targetId), toPayload(encoded), this.bridge.headers(fields), `${this.endpoint.options.inbox}.s${this.n}`);
+        this.bridge.publish(this.bridge.subjects.stream(this.targetId), open.payload, this.bridge.headers(fields), `${this.endpoint.options.inbox}.s${this.n}`);
         this.lastSent = performance.now();
       } catch (err) {
         this.settleOpen(err as smartipc.IpcError);
@@ -224,9 +231,9 @@ class IncomingLink implements smartipc.IStreamReceiveHost {
     public readonly objectMode: boolean,
   ) {}
 
-  /** An object-mode chunk (its encoding inferred as everywhere on NATS). */
+  /** An object-mode chunk, by the encoding its Sipc-Enc header named (in the frame's flags). */
   public decode(frame: smartipc.IFrame): unknown {
-    return decodeData(frame.buf.subarray(frame.payloadStart, frame.payloadEnd));
+    return smartipc.decodePayload((frame.flags & smartipc.wire.FLAG_ENCODING_MASK) !== EPayloadEncoding.V8, frame.flags, frame.buf, frame.payloadStart, frame.payloadEnd);
   }
 
   public send(kind: EFrameKind, _type: string, encoded: smartipc.IEncodedPayload): Promise<void> {
@@ -278,13 +285,22 @@ class IncomingLink implements smartipc.IStreamReceiveHost {
 
   public onData(msg: Msg): void {
     this.lastHeard = performance.now();
-    const headers = msg.headers;
-    if (headers === undefined) {
-      const flags = this.objectMode ? encodingOfBytes(msg.data) : EPayloadEncoding.Binary;
+    const headers = InboundHeaders.of(msg);
+    const control = headers.any ? headers.get(NATS_HEADER.stream) : undefined;
+    if (control === undefined) {
+      let flags: number = EPayloadEncoding.Binary;
+      if (this.objectMode) {
+        try {
+          flags = encodingFlags(headers.any ? headers.get(NATS_HEADER.encoding) : undefined, msg.data.length);
+        } catch (err) {
+          this.fail(err as smartipc.IpcError);
+          return;
+        }
+      }
       this.stream.handleChunk(frameOf(EFrameKind.StreamChunk, flags, this.n, msg.data));
       return;
     }
-    switch (headers.get(NATS_HEADER.stream)) {
+    switch (control) {
       case 'end':
         this.stream.handleEnd(frameOf(EFrameKind.StreamEnd, EPayloadEncoding.Json, this.n, msg.data));
         return;
@@ -415,7 +431,7 @@ export class NatsStreamEndpoint {
   }
 
   private start(targetId: string, spec: smartipc.IOutgoingStreamSpec, source: smartipc.TStreamSource): Promise<void> {
-    const link = new OutgoingLink(this, this.bridge, spec.id, targetId, spec.streamId);
+    const link = new OutgoingLink(this, this.bridge, spec.id, targetId, spec.streamId, spec.objectMode);
     link.stream = new smartipc.OutgoingStream(link, spec, source);
     this.outgoing.set(spec.id, link);
     this.outgoingByStreamId.set(spec.streamId, link);
@@ -437,7 +453,7 @@ export class NatsStreamEndpoint {
   public acceptOpen(msg: Msg, deliver: (info: smartipc.IStreamInfo, readable: plugins.stream.Readable) => Promise<void>): void {
     const feedback = msg.reply;
     if (!feedback) return;
-    const headers = msg.headers;
+    const headers = InboundHeaders.of(msg);
     const refuse = (error: smartipc.IpcError) => {
       try {
         this.bridge.publish(feedback, JSON.stringify(smartipc.toCancelPayload(error)), this.bridge.headers({ [NATS_HEADER.stream]: 'cancel' }));
@@ -445,7 +461,7 @@ export class NatsStreamEndpoint {
         // the sender times out
       }
     };
-    const streamId = headers?.get(NATS_HEADER.streamId) ?? '';
+    const streamId = headers.get(NATS_HEADER.streamId) ?? '';
     if (streamId.length === 0) {
       refuse(new smartipc.IpcError('PROTOCOL_ERROR', 'stream open without a streamId'));
       return;
@@ -456,7 +472,7 @@ export class NatsStreamEndpoint {
     }
     let open: smartipc.IStreamOpenPayload;
     try {
-      open = decodeData(msg.data) as smartipc.IStreamOpenPayload;
+      open = decodeMsg(msg, headers) as smartipc.IStreamOpenPayload;
       if (open === null || typeof open !== 'object') throw new Error('not an object');
     } catch (err) {
       refuse(new smartipc.IpcError('PROTOCOL_ERROR', `stream "${streamId}": unreadable open (${(err as Error).message})`));
@@ -464,7 +480,7 @@ export class NatsStreamEndpoint {
     }
     this.lastN = this.lastN >= 0xffffffff ? 1 : this.lastN + 1;
     const n = this.lastN;
-    const peerId = headers?.get(NATS_HEADER.from) ?? '';
+    const peerId = headers.get(NATS_HEADER.from) ?? '';
     const objectMode = open.objectMode === true;
     const info: smartipc.IStreamInfo = {
       streamId,

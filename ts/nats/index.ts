@@ -3,7 +3,6 @@
 export { NatsBridge } from './classes.natsbridge.js';
 export { NatsClient } from './classes.natsclient.js';
 export { NatsExposure } from './classes.natsexposure.js';
-export { IpcServerNatsAdapter } from './classes.ipcserveradapter.js';
 export { NatsSubjects, escapeToken, unescapeToken, encodeType, decodeType, encodeTopic, encodePattern, decodeTopic } from './nats.subjects.js';
 export { NATS_HEADER, DEFAULT_NATS_NAMESPACE } from './nats.constants.js';
 export type * from './interfaces.js';

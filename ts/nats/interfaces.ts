@@ -1,11 +1,11 @@
-import type { Readable } from 'node:stream';
 import type {
   IClientConnectOptions,
   IIpcMetrics,
   IOutboxOptions,
-  IStreamInfo,
   IpcError,
   IClientPubSubStats,
+  IServiceInfo,
+  IServiceInstanceInfo,
   TSerialization,
 } from '../index.js';
 import type { NodeConnectionOptions } from './nats.plugins.js';
@@ -36,6 +36,8 @@ export interface INatsClientOptions {
   serialization?: TSerialization;
   /** Streams this client may send at once. @default 32 */
   maxConcurrentStreams?: number;
+  /** Calls of the services this client provides that are deeper than this are refused with MAX_DEPTH_EXCEEDED. @default 16 */
+  maxCallDepth?: number;
 }
 
 export type INatsClientConnectOptions = IClientConnectOptions;
@@ -71,55 +73,30 @@ export interface INatsBridgeEvents {
   close: [];
 }
 
-// ---- the seam to the core ----------------------------------------------------------------------
-
-/** What a handler invocation arriving over NATS carries. */
-export interface INatsInvocation {
-  /** The message type. */
-  type: string;
-  /** The caller's clientId (its handler argument). */
-  peerId: string;
-  /** true: the caller awaits the result. */
-  isRequest: boolean;
-  /** The caller's request headers. */
-  headers?: Record<string, unknown>;
-  /** Epoch ms at which the caller gives up (requests only): now + the budget in Sipc-Timeout-Ms. */
-  deadline?: number;
-  /** Aborts when the caller's budget runs out or the bridge closes. */
-  signal: AbortSignal;
+/** Options of `bridge.expose(server)`. */
+export interface INatsExposeOptions {
+  /**
+   * The hub's services (its own and its clients') are callable over NATS as
+   * `<ns>.svc.<service>.<method>` (hosts with the same service share the load) and listed in the
+   * registry. @default true
+   */
+  exportServices?: boolean;
+  /**
+   * Services provided elsewhere on NATS (NATS clients, other exposed hubs) that this hub has no
+   * instance of become callable by its clients: the hub provides a relay for each (instance
+   * 'server', metadata `{ nats: { imported: true } }`). While one is imported, `server.provide()` of
+   * that name is refused (the hub's own slot is taken); a local client providing it replaces the
+   * import. @default true
+   */
+  importServices?: boolean;
 }
 
-/**
- * What `bridge.expose()` needs from a local server. The core's IpcServer does not offer it yet;
- * `expose(server)` wraps an IpcServer in a temporary adapter built on its public API (see
- * IpcServerNatsAdapter and docs/nats.md), and takes any object with these members directly.
- */
-export interface INatsExposableServer {
-  /** The server id: NATS clients created with this id reach it. */
-  readonly id: string;
-  /** How its results are encoded. */
-  readonly serialization: TSerialization;
-  /**
-   * The message types it has a handler for, or undefined when it cannot say. Known types are
-   * subscribed one by one, so a host only receives (and shares the load of) what it handles;
-   * unknown: the exposure subscribes to every type and `invoke` answers NO_HANDLER.
-   */
-  getHandlerTypes?(): string[] | undefined;
-  /** Calls `listener` whenever a handler is added or removed. Returns the unsubscribe. */
-  onHandlersChanged?(listener: () => void): () => void;
-  /**
-   * Runs the handler of `invocation.type`: returns its result (a value, or a promise of it);
-   * throws or rejects NO_HANDLER when there is none, HANDLER_ERROR (with remote) when it threw.
-   * A synchronous result saves a promise per message.
-   */
-  invoke(data: unknown, invocation: INatsInvocation): unknown;
-  /** Every publish of the local broker (from a local client or the server itself) with its publisher's id. Returns the unsubscribe. */
-  tapPublishes(listener: (topic: string, data: unknown, from: string) => void): Promise<() => void>;
-  /** Publishes into the local broker as `from`; the local subscribers get it and `tapPublishes` does not see it (no echo). */
-  publishLocal(topic: string, data: unknown, from: string): Promise<void>;
-  /** Hands a stream that arrived over NATS to the server's `stream` listeners; resolves once they have all of it, rejects (NO_HANDLER when nobody listens). */
-  deliverStream(info: IStreamInfo, readable: Readable): Promise<void>;
-  /** Called once by expose() before anything else, and by unexpose()/close() at the end. */
-  open?(): Promise<void>;
-  close?(): Promise<void>;
+/** A service instance as NATS lists it: `hub` names the exposed hub it lives behind (absent: a NATS client provides it). */
+export interface INatsServiceInstanceInfo extends IServiceInstanceInfo {
+  hub?: string;
+}
+
+/** A service on NATS, every instance that provides it. */
+export interface INatsServiceInfo extends IServiceInfo {
+  instances: INatsServiceInstanceInfo[];
 }

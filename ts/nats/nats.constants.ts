@@ -5,16 +5,19 @@ export const DEFAULT_NATS_NAMESPACE = 'smartipc';
 
 /**
  * NATS header names (NATS headers are case-sensitive as sent; these are what a monitor shows).
- * A request or message that carries none of the optional ones has only From and Src.
+ * A request or message that carries none of the optional ones has only From (and Src on publishes);
+ * a successful JSON reply carries none.
  */
 export const NATS_HEADER = {
-  /** The sender's clientId: the handler's `clientId` argument, a subscriber's `from`. */
+  /** The sender's clientId: the handler's `peerId`, a subscriber's `from`, a service method's `callerId`. */
   from: 'Sipc-From',
   /** The sending instance (one random id per client or exposure): echo suppression, never shown to users. */
   src: 'Sipc-Src',
-  /** The caller's `headers` option, as JSON. */
+  /** How the payload is encoded (see NATS_ENCODING); absent: JSON (or undefined when the payload is empty). */
+  encoding: 'Sipc-Enc',
+  /** The caller's `headers` option, as JSON (without traceparent, which travels in its own header). */
   headers: 'Sipc-Headers',
-  /** Request: the caller's remaining time budget in ms when it was sent (no clock sync needed). */
+  /** Request or call: the caller's remaining time budget in ms when it was sent (no clock sync needed). */
   timeoutMs: 'Sipc-Timeout-Ms',
   /** Error reply: the IpcError code; the payload is JSON `{ message, remote? }`. */
   error: 'Sipc-Error',
@@ -22,10 +25,26 @@ export const NATS_HEADER = {
   stream: 'Sipc-Stream',
   /** Stream open: the sender's streamId. */
   streamId: 'Sipc-Stream-Id',
-  /** Phase 2 (services): the call's root id, its chain of service names (comma-separated) and W3C trace context. */
+  /** Service call: the root id of its call chain (URI-encoded). */
   root: 'Sipc-Root',
+  /** Service call: the chain's service names so far, the callee last, each URI-encoded, comma-separated; the depth is its length. */
   chain: 'Sipc-Chain',
+  /** W3C trace context, passed through unchanged between `headers.traceparent` and NATS. */
   traceparent: 'traceparent',
+} as const;
+
+/** Values of the Sipc-Enc header. JSON, the common case, is the header's absence. */
+export const NATS_ENCODING = {
+  json: 'json',
+  /** node:v8 structured clone (serialization 'advanced'). */
+  v8: 'v8',
+  /** The payload is the bytes of a Buffer / Uint8Array, raw. */
+  binary: 'binary',
+  /**
+   * JSON with nested Buffers: u32 count, u32 length per Buffer, the JSON text (placeholders where
+   * the Buffers were), then the Buffers' bytes (the frame layout of the core's flag bit 4).
+   */
+  jsonAttachments: 'json+attachments',
 } as const;
 
 /** nats.js reconnects 10 times by default and then gives up; smartipc clients are stubborn by default. */
@@ -55,3 +74,12 @@ export const NATS_HEADER_OVERHEAD_BYTES = 16;
 
 /** close(): how long the NATS connection may take to drain before it is closed anyway (ms). */
 export const NATS_CLOSE_DRAIN_TIMEOUT_MS = 5_000;
+
+/** Services: a list request (`<ns>.svclist`) gathers answers until none came for this long (ms)... */
+export const NATS_SERVICE_LIST_STALL_MS = 100;
+/** ...or at most this long (ms). */
+export const NATS_SERVICE_LIST_MAX_WAIT_MS = 1_000;
+/** Services: the "does anyone provide it?" probe after a no-responders answer, at most this long (ms). */
+export const NATS_SERVICE_PROBE_TIMEOUT_MS = 1_000;
+/** Handlers serving NATS callers are aborted at their deadline with this granularity (ms): never early, at most this late. */
+export const NATS_DEADLINE_GRANULARITY_MS = 10;

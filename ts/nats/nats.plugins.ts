@@ -1,5 +1,5 @@
-// Every import of the ./nats subpath, in one place: node built-ins, then the library (only through
-// its index and internal faces), then types of the NATS client. The NATS client itself is loaded
+// Every import of the ./nats subpath, in one place: node built-ins, then the library (through its
+// index and internal faces, and the two pieces named below), then types of the NATS client. The NATS client itself is loaded
 // at run time by NatsBridge.connect (dynamic import), never here: importing the package root, or
 // even this subpath, does not load it.
 import * as crypto from 'node:crypto';
@@ -13,6 +13,11 @@ import * as v8 from 'node:v8';
 export { crypto, events, fs, path, stream, util, v8 };
 
 export * as smartipc from '../internal.js';
+// Two core pieces internal.ts does not list: the async context that nested requests and calls read
+// (a service method called over NATS must run in it, like one called through the hub), and the
+// rule for service and method names.
+export { handlerContextStorage } from '../channel/rpc/classes.handlercontext.js';
+export { describeInvalidName } from '../features/services/callchain.js';
 
 export type {
   NatsConnection,

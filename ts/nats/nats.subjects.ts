@@ -9,6 +9,11 @@
  *   <ns>.hello.<id>             presence probe: any host exposing <id> answers
  *   <ns>.cli.<id>.<clientId>.<type>   server <id> to one NATS client (sendToClient / requestClient)
  *   <ns>.all.<id>.<type>        server <id> to all its NATS clients (broadcast)
+ *   <ns>.svc.<service>.<method> a service call (reply subject set), queue group <ns>.svc.<service>
+ *   <ns>.svc.<service>          "does anyone provide <service>?" (after a no-responders call), same queue group
+ *   <ns>.svcreg                 a provider's services changed (its whole list, or gone)
+ *   <ns>.svclist                every provider answers with its list (listServices, imports)
+ *   <ns>.cancel                 a caller gave up: the payload is the reply subject of its request or call
  *   <inbox>.<n>                 replies; stream data and credit also flow inbox to inbox
  *
  * A token that is not plain printable ASCII (or contains `*`, `>`, `~`) is written `~` + base64url
@@ -123,5 +128,31 @@ export class NatsSubjects {
 
   public broadcastPrefix(id: string): string {
     return `${this.namespace}.all.${escapeToken(id)}.`;
+  }
+
+  /** A call of `service.method`. */
+  public serviceCall(service: string, method: string): string {
+    return `${this.namespace}.svc.${escapeToken(service)}.${escapeToken(method)}`;
+  }
+
+  /** The presence probe of a service: any instance answers with its methods. Also the queue group of its calls. */
+  public serviceProbe(service: string): string {
+    return `${this.namespace}.svc.${escapeToken(service)}`;
+  }
+
+  public serviceQueue(service: string): string {
+    return `${this.namespace}.svc.${escapeToken(service)}`;
+  }
+
+  public get serviceRegistry(): string {
+    return `${this.namespace}.svcreg`;
+  }
+
+  public get serviceList(): string {
+    return `${this.namespace}.svclist`;
+  }
+
+  public get cancel(): string {
+    return `${this.namespace}.cancel`;
   }
 }
