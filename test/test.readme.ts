@@ -2,8 +2,8 @@
 // the BUILT package, exactly as a user gets it, and every runnable block is run and must exit 0 by
 // itself. Relative links must point to files and headings that exist.
 //
-// Info-string conventions (the words after ```ts on the opening fence; documented in readme.md,
-// section "Development"):
+// Info-string conventions (the words after ```ts on the opening fence; documented in docs/README.md,
+// section "Code blocks on these pages"):
 //
 //   ```ts                   A complete program. Compiled, then run (tsx, cwd the temp app); it must
 //                           exit with code 0 by itself within RUN_TIMEOUT_MS and leave no process
