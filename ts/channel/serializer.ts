@@ -89,6 +89,21 @@ export function encodePayload(data: unknown, serialization: TSerialization, what
   return out;
 }
 
+/**
+ * A payload with attachments as one Buffer in the wire layout (table, JSON text, the bytes), its
+ * encoding carrying the attachments bit: for code that must hash or count exactly what a frame
+ * carries (object-mode stream chunks). Copies; payloads without attachments are returned as they are.
+ */
+export function flattenAttachments(encoded: IEncodedPayload): IEncodedPayload {
+  const attachments = encoded.attachments;
+  if (attachments === undefined || attachments.length === 0) return encoded;
+  const json = Buffer.from(String(encoded.payload ?? ''), 'utf8');
+  const table = Buffer.allocUnsafe(4 + 4 * attachments.length);
+  table.writeUInt32BE(attachments.length, 0);
+  attachments.forEach((attachment, i) => table.writeUInt32BE(attachment.length, 4 + 4 * i));
+  return { encoding: (encoded.encoding | FLAG_HAS_ATTACHMENTS) as EPayloadEncoding, payload: Buffer.concat([table, json, ...attachments]) };
+}
+
 /** Bytes the payload takes on the wire (attachments included). */
 export function payloadSize(encoded: IEncodedPayload): number {
   let size = encoded.payload === undefined ? 0 : typeof encoded.payload === 'string' ? encoded.payload.length : encoded.payload.length;

@@ -100,10 +100,6 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
       observer: this.observer,
       maxJsonDepth: this.options.maxJsonDepth,
       outbox: this.options.outbox,
-      noHandlerHint: () =>
-        this.hostedServer === undefined
-          ? ''
-          : ` (this client hosts ${this.medium.describe()} itself: no server answered there, so it serves only what is registered on getHostedServer(); pass clientOnly: true to fail with SERVER_UNAVAILABLE instead)`,
       owner: {
         onDisconnect: (reason) => this.onConnectionDisconnect(reason),
         onHeartbeatTimeout: () => {
@@ -308,7 +304,8 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
 
   /** A request to another client's onMessage handler, through the hub. Unknown clientId: CLIENT_NOT_FOUND. */
   public requestPeer<TReq = unknown, TRes = unknown>(clientId: string, type: string, data?: TReq, options?: ICallOptions): Promise<TRes> {
-    return this.services.requestPeer<TRes>(clientId, type, data, options);
+    if (options?.retry === undefined && this.breakers === undefined) return this.services.requestPeer<TRes>(clientId, type, data, options);
+    return this.withPolicies(`${clientId}.${type}`, options, (opts) => this.services.requestPeer<TRes>(clientId, type, data, opts));
   }
 
   // ---- streams ---------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ export interface IDeadLetter {
   at: number;
 }
 
-/** Latency of one message type or `service.method`, over the last one to two windows (see latencyWindowMs). */
+/** Latency of one message type or `service.method`, over the last one to two windows (LATENCY_WINDOW_MS, 60 s each). */
 export interface ILatencySummary {
   count: number;
   p50: number;

@@ -155,6 +155,8 @@ export type IIpcClientOptions = IIpcCommonOptions & TEndpoint & {
   authToken?: string;
   /** One circuit breaker per request type and `service.method` (opt-in). */
   circuitBreaker?: ICircuitBreakerOptions;
+  /** Open streams per direction. @default 32 */
+  maxConcurrentStreams?: number;
 };
 
 export interface IRequestOptions {

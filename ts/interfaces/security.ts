@@ -46,6 +46,6 @@ export interface IAuthOptions {
 export interface IRateLimitOptions {
   /** Sustained rate per connection: messages, requests, publishes and calls together. */
   messagesPerSecond: number;
-  /** How many may come at once beyond the rate (the bucket's size). @default messagesPerSecond */
+  /** How many may come at once beyond the rate (the bucket's size). @default messagesPerSecond rounded up (at least 1) */
   burst?: number;
 }

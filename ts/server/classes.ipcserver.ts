@@ -25,6 +25,7 @@ import { assertValidName } from '../features/services/callchain.js';
 import { serviceProxy } from '../features/services/proxy.js';
 import { durationMs, nonEmptyString, oneOf, resolveServer, type IResolvedServer, type TCounters } from '../smartipc.options.js';
 import { Observer } from '../features/observability/classes.observer.js';
+import { callWithRetry } from '../features/policies/retry.js';
 import { connectChannel, disconnectChannel } from '../features/observability/tracing.js';
 import type { IDeadLetter } from '../interfaces/observability.js';
 import { startTimer } from '../smartipc.timers.js';
@@ -94,6 +95,8 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   private readonly refusals = { forbidden: 0 };
   private readonly pubsub: PubSubBroker;
   private readonly services: HubServices;
+  /** Added to NO_HANDLER answers (a server a client started to host its own endpoint says so). */
+  private noHandlerHint?: () => string;
   /** Bridges (./nats) watch handlers and services come and go. */
   private readonly handlerListeners = new Set<() => void>();
   private readonly serviceListeners = new Set<() => void>();
@@ -230,9 +233,12 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
 
   /** A request to one client; its timeout defaults to the server's `requestTimeout`. */
   public requestClient<TReq = unknown, TRes = unknown>(clientId: string, type: string, data?: TReq, options?: IRequestOptions): Promise<TRes> {
-    const entry = this.clients.get(clientId);
-    if (!entry) return Promise.reject(this.clientNotFound(clientId));
-    return entry.connection.request<TRes>(EFrameKind.Request, type, data, options);
+    return callWithRetry(options, this.options.requestTimeoutMs, (opts) => {
+      // Looked up per attempt: a client that reconnected is a new connection.
+      const entry = this.clients.get(clientId);
+      if (!entry) return Promise.reject(this.clientNotFound(clientId));
+      return entry.connection.request<TRes>(EFrameKind.Request, type, data, opts);
+    });
   }
 
   /** Sends to every connected client; the payload is encoded once. Resolves when all are queued. */
@@ -315,7 +321,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
 
   /** The hub calls a service (its own or a client's); the timeout defaults to `requestTimeout`. */
   public call<TRes = unknown, TParams = unknown>(service: string, method: string, params?: TParams, options?: ICallOptions): Promise<TRes> {
-    return this.services.call<TRes>(service, method, params, options, this.options.requestTimeoutMs);
+    return callWithRetry(options, this.options.requestTimeoutMs, (opts) => this.services.call<TRes>(service, method, params, opts, this.options.requestTimeoutMs));
   }
 
   /** A typed proxy for the hub's own calls: `server.service<IUserApi>('user').get({ id })`. */
@@ -378,6 +384,11 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       metrics: this.observer.metrics(requestsInFlight),
       pubsub: this.pubsub.getStats(),
     };
+  }
+
+  /** @internal A note for NO_HANDLER answers (endpoint hosting: the hosted server says who hosts it and why). */
+  public setNoHandlerHint(hint: () => string): void {
+    this.noHandlerHint = hint;
   }
 
   /** @internal What a bridge (the ./nats subpath) needs: handlers, services and pub/sub of this hub. */
@@ -537,6 +548,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       observer: this.observer,
       outbox: { maxMessages: 0, maxBytes: 0 },
       maxJsonDepth: this.options.maxJsonDepth,
+      ...(this.noHandlerHint !== undefined ? { noHandlerHint: this.noHandlerHint } : {}),
       ...(guarded ? { guard: new ConnectionGuard(clientId, permissions, security.rateLimit, Date.now()) } : {}),
       owner: {
         onDisconnect: (reason) => {

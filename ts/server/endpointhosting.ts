@@ -24,6 +24,10 @@ export async function hostEndpoint(options: IResolvedClient): Promise<IpcServer>
         }
       : {}),
   });
+  server.setNoHandlerHint(
+    () =>
+      ` (client "${options.clientId}" hosts ${socketPath} itself because no server answered there: it serves only the handlers registered on its getHostedServer(); pass clientOnly: true to make connect() fail with SERVER_UNAVAILABLE instead)`,
+  );
   await server.start({ readyWhen: 'accepting' });
   return server;
 }

@@ -69,3 +69,18 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
     signal?.addEventListener('abort', done, { once: true });
   });
 }
+
+/**
+ * A request or call with its `retry` option (if any): `call(options)` runs once per attempt with
+ * the timeout of that attempt. Without `retry` it is just `call(options)`.
+ */
+export function callWithRetry<T>(options: IPolicyRequestOptions | undefined, defaultTimeoutMs: number, call: (options: IPolicyRequestOptions | undefined) => Promise<T>): Promise<T> {
+  if (options?.retry === undefined) return call(options);
+  let retry: IResolvedRetry | undefined;
+  try {
+    retry = resolveRetry(options);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return withRetry(retry!, options.timeout ?? defaultTimeoutMs, options.signal, (timeoutMs) => call({ ...options, timeout: timeoutMs }));
+}

@@ -112,7 +112,7 @@ export class PubSubBroker {
     };
   }
 
-  /** Publishes from the server itself (`from` is 'server'). Throws TypeError for an invalid topic. Returns the number of clients it was queued for. */
+  /** Publishes from the server itself (`from` is 'server'). Throws INVALID_ARGUMENT for an invalid topic. Returns the number of clients it was queued for. */
   public publish(topic: string, data: unknown): number {
     assertValidTopic(topic);
     const encoded = encodePayload(data, this.host.serialization, `publish to "${topic}"`);

@@ -101,7 +101,7 @@ export class TopicTrie<T> {
     return this.valueTotal;
   }
 
-  /** Adds `value` under `pattern` (validated first; TypeError when invalid). Returns false when it was already there. */
+  /** Adds `value` under `pattern` (validated first; INVALID_ARGUMENT when invalid). Returns false when it was already there. */
   public add(pattern: string, value: T): boolean {
     assertValidPattern(pattern);
     let node = this.root;

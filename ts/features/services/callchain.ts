@@ -1,5 +1,5 @@
-// The call chain: which calls a call is made on behalf of. It travels in one reserved header
-// beside the user's headers; the hub reads it (depth guard) and passes it on.
+// The call chain: which calls a call is made on behalf of. It travels in the Call frame's type
+// (service, method, caller, root, chain); the hub reads it (depth guard) and passes it on.
 import * as plugins from '../../plugins.js';
 import { invalidArgument } from '../../smartipc.errors.js';
 import { HandlerContext, currentHandlerContext } from '../../channel/rpc/classes.handlercontext.js';

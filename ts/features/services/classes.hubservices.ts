@@ -73,7 +73,7 @@ interface IServiceEntry {
 /**
  * The hub's side of services and peers: the registry of what connections (and the hub itself)
  * provide, and the router. A call goes to exactly one instance (fewest calls in flight, ties in
- * turn); its payload and its answer pass through as they arrived, never decoded; the chain header
+ * turn); its payload and its answer pass through as they arrived, never decoded; the chain in the frame type
  * is checked against maxCallDepth; cancellation follows the call (a cancel from the caller reaches
  * the instance). An instance that leaves fails the calls it held with CONNECTION_LOST.
  */

@@ -2,7 +2,7 @@ import * as plugins from '../../plugins.js';
 import { IpcError, isIpcError } from '../../smartipc.errors.js';
 import { EFrameKind, EPayloadEncoding, type TSerialization } from '../../interfaces/wire.js';
 import type { IStreamMeta, TStreamSource } from '../../interfaces/streams.js';
-import { encodePayload, type IEncodedPayload } from '../../channel/serializer.js';
+import { encodePayload, flattenAttachments, type IEncodedPayload } from '../../channel/serializer.js';
 import { SendCredit } from './classes.creditwindow.js';
 import { chunkCost, FROM_SENDER, jsonPayload, toCancelPayload, type IStreamEndPayload, type IStreamOpenPayload, type TChecksum } from './protocol.js';
 
@@ -242,7 +242,8 @@ export class OutgoingStream {
       return;
     }
     if (value === null) throw new IpcError('PROTOCOL_ERROR', 'object-mode streams cannot carry null (it would end the receiver\'s readable)');
-    const encoded = encodePayload(value, this.host.serialization, `stream "${this.spec.streamId}" value`);
+    // Counted and hashed as the frame carries it (nested Buffers included).
+    const encoded = flattenAttachments(encodePayload(value, this.host.serialization, `stream "${this.spec.streamId}" value`));
     const payload = encoded.payload;
     this.heldValue = encoded;
     this.heldValueBytes = payload === undefined ? 0 : typeof payload === 'string' ? Buffer.byteLength(payload, 'utf8') : payload.length;

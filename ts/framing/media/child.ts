@@ -3,7 +3,7 @@ import { IpcError } from '../../smartipc.errors.js';
 import type { IMedium, IMediumListener, IOpenedStream } from './medium.js';
 import type { TSerialization } from '../../interfaces/wire.js';
 
-/** The environment variable through which a forked child learns its link: `{ fd, id }` as JSON. */
+/** The environment variable through which a forked child learns its link: `{ fd, id, serialization }` as JSON. */
 export const PARENT_LINK_ENV = 'SMARTIPC_PARENT_LINK';
 /** The child's file descriptor of the private pipe (stdio index 3: after stdin, stdout, stderr). */
 export const PARENT_LINK_FD = 3;
