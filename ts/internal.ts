@@ -62,3 +62,17 @@ export { OutgoingStream, type IOutgoingStreamSpec, type IStreamSendHost } from '
 export { IncomingStream, type IStreamReceiveHost } from './features/streams/classes.incomingstream.js';
 export { FROM_SENDER, FROM_RECEIVER, parseCancelPayload, toCancelPayload, type IStreamOpenPayload, type IStreamEndPayload } from './features/streams/protocol.js';
 export { generateClientId } from './client/classes.ipcclient.js';
+
+// ---- security test seams -----------------------------------------------------------------------
+export { nameMatches, patternCovers, CompiledPermissions } from './features/security/permissions.js';
+export { checkJsonDepth } from './framing/jsondepth.js';
+
+/** Fire-and-forget frames (messages, publishes) a server dropped for a permission or its rate limit: kept in a private field, not in getStats(). */
+export function serverRefusalsOf(server: IpcServer): { readonly forbidden: number; readonly rateLimited: number } {
+  return { ...(server as unknown as { refusals: { forbidden: number; rateLimited: number } }).refusals };
+}
+
+/** Connections a server holds that have not completed their handshake (maxPendingHandshakes counts these). */
+export function pendingHandshakesOf(server: IpcServer): number {
+  return (server as unknown as { handshaking: Set<unknown> }).handshaking.size;
+}
