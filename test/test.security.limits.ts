@@ -6,7 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type * as net from 'node:net';
-import { EFrameKind, EPayloadEncoding, IpcError, defaults, encodeFrame, pendingHandshakesOf, serverConnectionOf, type IFrame } from '../ts/internal.js';
+import { EFrameKind, EPayloadEncoding, IpcError, SmartIpc, defaults, encodeFrame, pendingHandshakesOf, serverConnectionOf, type IFrame } from '../ts/internal.js';
 import {
   TRANSPORTS,
   collectFrames,
@@ -130,6 +130,49 @@ function summary(flood: IPartialFlood): string {
   const slowest = closed.length ? Math.max(...closed).toFixed(0) : '-';
   return `${closed.length}/${flood.closedAfterMs.length} closed (last after ${slowest} ms), server RSS +${(flood.peakGrowth / MiB).toFixed(1)} MiB, legitimate client ${flood.legitimate} in ${flood.legitimateMs.toFixed(0)} ms`;
 }
+
+describe('security limits: defaults and options', () => {
+  test('the documented defaults', () => {
+    const server = SmartIpc.createServer({ id: uniqueId('defaults'), socketPath: uniqueSocketPath('defaults') });
+    const security = server.options.security;
+    assert.equal(security.handshakeTimeoutMs, 5_000);
+    assert.equal(security.maxPendingHandshakes, 64);
+    assert.equal(security.handshakeMaxFrameBytes, 16 * 1024);
+    assert.equal(security.frameTimeoutMs, 10_000);
+    assert.equal(security.maxPartialFrameBytes, 256 * MiB);
+    assert.equal(security.maxJsonDepth, 1_000);
+    assert.equal(security.rateLimit, undefined);
+    assert.equal(security.authenticator, undefined);
+    assert.equal(security.permissions, undefined);
+    // registerTimeoutMs alone still sets the handshake deadline (the older name).
+    const older = SmartIpc.createServer({ id: uniqueId('defaults'), socketPath: uniqueSocketPath('defaults'), registerTimeoutMs: 1_234 });
+    assert.equal(older.options.security.handshakeTimeoutMs, 1_234);
+  });
+
+  test('bad values are INVALID_ARGUMENT at construction', () => {
+    const bad: Array<Record<string, unknown>> = [
+      { handshakeTimeoutMs: 0 },
+      { handshakeTimeoutMs: -1 },
+      { maxPendingHandshakes: -1 },
+      { maxPendingHandshakes: 1.5 },
+      { handshakeMaxFrameBytes: 'big' },
+      { frameTimeoutMs: 0 },
+      { maxPartialFrameBytes: -5 },
+      { maxJsonDepth: Number.NaN },
+      { rateLimit: { messagesPerSecond: 0 } },
+      { rateLimit: { messagesPerSecond: Infinity } },
+      { rateLimit: { messagesPerSecond: 10, burst: 0.5 } },
+      { rateLimit: 5 },
+    ];
+    for (const options of bad) {
+      assert.throws(
+        () => SmartIpc.createServer({ id: 'bad', socketPath: uniqueSocketPath('bad'), ...options } as never),
+        (err: unknown) => err instanceof IpcError && err.code === 'INVALID_ARGUMENT',
+        JSON.stringify(options),
+      );
+    }
+  });
+});
 
 describe('memory before the handshake', () => {
   test('reproduced with the limits lifted: 64 almost-8-MiB partial frames make the server hold hundreds of MiB', { timeout: 60_000 }, async (t) => {
