@@ -175,16 +175,42 @@ for (const kind of TRANSPORTS) {
       const started = await startServer(kind, { auth: { tokens: [TOKEN] } }, 'behind');
       t.after(() => started.stop());
       const { runs } = countingHandlers(started.server);
+      await started.server.provide('svc', {
+        method: () => {
+          runs.push('svc.method');
+          return 1;
+        },
+      });
+      const watcher = makeClient(started, { authToken: TOKEN });
+      t.after(() => watcher.disconnect());
+      await watcher.connect();
+      const published: string[] = [];
+      await watcher.subscribe('>', (_data, info) => {
+        published.push(info.topic);
+      });
       const burst = Buffer.concat([
         helloFrame({ serverId: started.id, token: 'wrong' }),
         requestFrame(1, 'secret', 1),
         messageFrame('note', 2),
         requestFrame(2, 'echo', 3),
+        encodeFrame({ kind: EFrameKind.Publish, encoding: EPayloadEncoding.Json, id: 0, type: 'news.leak', payload: '1' }),
+        encodeFrame({ kind: EFrameKind.Subscribe, encoding: EPayloadEncoding.None, id: 3, type: '>' }),
+        encodeFrame({ kind: EFrameKind.Call, encoding: EPayloadEncoding.Json, id: 4, type: 'svc\u0000method', payload: '1' }),
+        encodeFrame({ kind: EFrameKind.PeerMessage, encoding: EPayloadEncoding.Json, id: 0, type: `${watcher.getClientId()}\u0000note`, payload: '1' }),
       ]);
+      let watcherGot = 0;
+      watcher.onMessage('note', () => {
+        watcherGot++;
+      });
       const { frames, reject } = await rawExchange(started, burst);
       assert.equal(reject?.code, 'AUTH_FAILED');
       assert.deepEqual(frames.map((f) => f.kind), [EFrameKind.Reject], 'nothing but the REJECT was answered');
-      assert.deepEqual(runs, []);
+      // A round trip of the watcher: anything forwarded to it would have arrived before this answer.
+      assert.equal(await watcher.request('echo', 'barrier'), 'barrier');
+      assert.deepEqual(runs, ['echo']);
+      assert.deepEqual(published, []);
+      assert.equal(watcherGot, 0);
+      assert.equal(started.server.getStats().pubsub.published, 0);
     });
 
     test('a slow authenticate that refuses: frames sent while it decides are never dispatched', T, async (t) => {
