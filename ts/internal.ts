@@ -84,3 +84,16 @@ export function observeFrames(connection: IpcConnection, kind: TFrameKind, onFra
 
 // The library's own diagnostics channel objects (a test spies on them to prove nothing is traced unobserved).
 export { requestChannel, handleChannel, streamChannel, connectChannel, disconnectChannel, messageChannel, publishChannel, deadLetterChannel } from './features/observability/tracing.js';
+
+// ---- security test seams -----------------------------------------------------------------------
+export { checkJsonDepth } from './framing/jsondepth.js';
+
+/** Fire-and-forget frames (messages, publishes) a server dropped for a permission or its rate limit: kept in a private field, not in getStats(). */
+export function serverRefusalsOf(server: IpcServer): { readonly forbidden: number; readonly rateLimited: number } {
+  return { ...(server as unknown as { refusals: { forbidden: number; rateLimited: number } }).refusals };
+}
+
+/** Connections a server holds that have not completed their handshake (maxPendingHandshakes counts these). */
+export function pendingHandshakesOf(server: IpcServer): number {
+  return (server as unknown as { handshaking: Set<unknown> }).handshaking.size;
+}

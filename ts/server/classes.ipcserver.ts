@@ -91,8 +91,8 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   private readonly partialBudget: IPartialFrameBudget;
   /** Looks for frames that take longer than frameTimeoutMs to arrive, while running. */
   private frameSweep?: NodeJS.Timeout;
-  /** Fire-and-forget frames refused by permissions or the rate limit (dropped). */
-  private readonly refusals = { forbidden: 0 };
+  /** Fire-and-forget frames refused by permissions or the rate limit (dropped, and dead letters). */
+  private readonly refusals = { forbidden: 0, rateLimited: 0 };
   private readonly pubsub: PubSubBroker;
   private readonly services: HubServices;
   /** Added to NO_HANDLER answers (a server a client started to host its own endpoint says so). */
@@ -564,7 +564,8 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
         onError: (error) => this.emitError(error, clientId),
         onFrameError: (error) => this.emit('messageError', error, clientId),
         onRefused: (_frame, reason) => {
-          if (reason.code !== 'RATE_LIMITED') this.refusals.forbidden++;
+          if (reason.code === 'RATE_LIMITED') this.refusals.rateLimited++;
+          else this.refusals.forbidden++;
         },
       },
     });
