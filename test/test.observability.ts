@@ -241,6 +241,8 @@ describe('dead letters: every other case', () => {
     t.after(() => socket.destroy());
     const frames = collectFrames(socket);
     socket.write(helloFrame({ serverId: started.id, clientId: slowId }));
+    // A peer may send only once it is admitted: what comes before the WELCOME is dropped.
+    await waitUntil(() => frames.some((f) => f.kind === EFrameKind.Welcome), 5_000, 'WELCOME');
     socket.write(encodeFrame({ kind: EFrameKind.Subscribe, encoding: EPayloadEncoding.None, id: 1, type: 'flood.>' }));
     await waitUntil(() => frames.some((f) => f.kind === EFrameKind.Subscribe && f.id === 1), 5_000, 'subscribe acknowledged');
     socket.pause();

@@ -643,6 +643,8 @@ describe('fan-out and backpressure', () => {
     t.after(() => socket.destroy());
     const slowFrames = collectFrames(socket);
     socket.write(helloFrame({ serverId: started.id, clientId: slowId }));
+    // A peer may send only once it is admitted: what comes before the WELCOME is dropped.
+    await waitUntil(() => slowFrames.some((f) => f.kind === EFrameKind.Welcome), 5_000, 'WELCOME');
     socket.write(encodeFrame({ kind: EFrameKind.Subscribe, encoding: EPayloadEncoding.None, id: 1, type: 'burst.>' }));
     await waitUntil(() => slowFrames.some((f) => f.kind === EFrameKind.Subscribe && f.id === 1), 5_000, 'slow subscriber acknowledged');
     socket.pause();

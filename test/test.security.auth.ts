@@ -235,7 +235,7 @@ for (const kind of TRANSPORTS) {
       assert.deepEqual(runs, []);
     });
 
-    test('frames a peer sends after HELLO and before WELCOME are not dispatched, even when it is admitted', { ...T, todo: 'the handshake backlog replays up to 16 frames sent before WELCOME to handlers once the peer is admitted' }, async (t) => {
+    test('frames a peer sends after HELLO and before WELCOME are not dispatched, even when it is admitted', T, async (t) => {
       const started = await startServer(kind, {
         auth: { tokens: [TOKEN], authenticate: () => new Promise((resolve) => setTimeout(() => resolve(true), 100).unref()) },
       }, 'early');

@@ -140,7 +140,7 @@ describe('security limits: defaults and options', () => {
     assert.equal(security.handshakeMaxFrameBytes, 16 * 1024);
     assert.equal(security.frameTimeoutMs, 10_000);
     assert.equal(security.maxPartialFrameBytes, 256 * MiB);
-    assert.equal(security.maxJsonDepth, 1_000);
+    assert.equal(server.options.maxJsonDepth, 1_000);
     assert.equal(security.rateLimit, undefined);
     assert.equal(security.authenticator, undefined);
     assert.equal(security.permissions, undefined);
@@ -281,7 +281,7 @@ describe('connections that never speak', () => {
     assert.equal(await established.request('echo', 'after'), 'after');
   });
 
-  test('a legitimate client connecting while 500 silent connections are held is served within a second', { timeout: 40_000, todo: 'while maxPendingHandshakes silent connections are pending, every new connection (a legitimate client too) is closed at once until handshakeTimeoutMs frees a slot' }, async (t) => {
+  test('a legitimate client connecting while 500 silent connections are held is served within a second', { timeout: 40_000 }, async (t) => {
     const started = await startServer('unix', {}, 'silentlegit');
     t.after(() => started.stop());
     started.server.onMessage('echo', (data: unknown) => data);

@@ -252,7 +252,7 @@ for (const kind of TRANSPORTS) {
       const client = makeClient(h);
       t.after(() => client.disconnect());
       await client.connect();
-      assert.equal(h.server.options.security.maxJsonDepth, 1_000);
+      assert.equal(h.server.options.maxJsonDepth, 1_000);
       // nested(n) is n arrays deep.
       assert.deepEqual(await client.request('echo', nested(1_000)), nested(1_000));
       await expectIpcError(client.request('echo', nested(1_001)), 'PROTOCOL_ERROR');
@@ -278,7 +278,7 @@ for (const kind of TRANSPORTS) {
       assert.deepEqual(await client.request('echo', tricky), tricky);
     });
 
-    test('a request with a large Buffer attachment full of bracket bytes is served', { ...T, todo: 'the depth check scans the whole payload with attachments (binary bytes included): raw 0x5b bytes in a nested Buffer count as nesting' }, async (t) => {
+    test('a request with a large Buffer attachment full of bracket bytes is served', T, async (t) => {
       const h = await hub(kind);
       t.after(() => h.stop());
       const client = makeClient(h);

@@ -17,6 +17,10 @@ export class HandshakeGate implements ILinkHandler {
   private closedWith: { error: IpcError | undefined } | undefined;
   private next?: ILinkHandler;
   private settled = false;
+  /** The accepting side: whether the peer may send yet (its WELCOME is out). The connecting side is open from the start. */
+  private opened: boolean;
+  /** Frames dropped because they came before `open()`; they count against the backlog bound. */
+  private dropped = 0;
   private timer?: NodeJS.Timeout;
 
   constructor(
@@ -27,7 +31,10 @@ export class HandshakeGate implements ILinkHandler {
     timeoutError: () => IpcError,
     /** Frames a peer may send after its handshake frame before it is admitted (a client should wait for WELCOME). */
     private readonly maxBacklogFrames = Infinity,
+    /** false for the accepting side: frames before `open()` are dropped, never dispatched. */
+    openAtStart = true,
   ) {
+    this.opened = openAtStart;
     link.setHandler(this);
     this.timer = startTimer(() => {
       this.settle();
@@ -35,6 +42,11 @@ export class HandshakeGate implements ILinkHandler {
       link.destroy(error);
       this.fail(error);
     }, timeoutMs);
+  }
+
+  /** The accepting side is about to send its WELCOME: from now on the peer may send. */
+  public open(): void {
+    this.opened = true;
   }
 
   /** Ends the waiting part: later frames are buffered until `handOver`. */
@@ -62,8 +74,14 @@ export class HandshakeGate implements ILinkHandler {
       this.expect(frame);
       return;
     }
-    if (this.backlog.length >= this.maxBacklogFrames) {
+    if (this.backlog.length + this.dropped >= this.maxBacklogFrames) {
       this.link.destroy(new IpcError('PROTOCOL_ERROR', `${this.link.describe()}: the peer sent more than ${this.maxBacklogFrames} frames before its handshake was answered`));
+      return;
+    }
+    if (!this.opened) {
+      // A smartipc client waits for the WELCOME: what a peer sends before it was never admitted and
+      // never runs. It is dropped, not answered, so a refusal decided meanwhile still reaches the peer.
+      this.dropped++;
       return;
     }
     // The payload is a view into a socket chunk; keep our own copy until it is replayed.
@@ -107,6 +125,7 @@ function handshakeStep<T>(
   timeoutError: () => IpcError,
   read: (frame: IFrame) => T,
   maxBacklogFrames = Infinity,
+  openAtStart = true,
 ): Promise<{ value: T; gate: HandshakeGate }> {
   return new Promise((resolve, reject) => {
     const gate: HandshakeGate = new HandshakeGate(
@@ -124,6 +143,7 @@ function handshakeStep<T>(
       timeoutMs,
       timeoutError,
       maxBacklogFrames,
+      openAtStart,
     );
   });
 }
@@ -191,6 +211,7 @@ export async function awaitHello(link: FramedLink, timeoutMs: number): Promise<{
       return hello;
     },
     MAX_FRAMES_BEFORE_WELCOME,
+    false,
   );
   return { hello: value, gate };
 }

@@ -167,8 +167,7 @@ export function decodePayload(json: boolean, flags: number, buf: Buffer, start: 
   try {
     if ((flags & FLAG_HAS_ATTACHMENTS) !== 0) {
       if (!json || encoding !== EPayloadEncoding.Json) throw new Error('attachments are only defined for JSON payloads');
-      checkJsonDepth(buf, start, end, maxJsonDepth);
-      return decodeWithAttachments(buf, start, end);
+      return decodeWithAttachments(buf, start, end, maxJsonDepth);
     }
     switch (encoding) {
       case EPayloadEncoding.Json:
@@ -214,7 +213,7 @@ export function decodeEncoded(json: boolean, encoded: IEncodedPayload): unknown 
   return decodePayload(json, encoded.encoding, payload, 0, payload.length);
 }
 
-function decodeWithAttachments(buf: Buffer, start: number, end: number): unknown {
+function decodeWithAttachments(buf: Buffer, start: number, end: number, maxJsonDepth: number): unknown {
   if (end - start < 4) throw new Error('attachment table runs past the payload');
   const count = buf.readUInt32BE(start);
   let o = start + 4;
@@ -228,6 +227,8 @@ function decodeWithAttachments(buf: Buffer, start: number, end: number): unknown
   }
   const jsonEnd = end - total;
   if (jsonEnd < o) throw new Error('attachments run past the payload');
+  // The depth bound looks at the JSON text only: the raw bytes beside it may hold any byte.
+  checkJsonDepth(buf, o, jsonEnd, maxJsonDepth);
   // Views into the received bytes (never reused, see IFrame): no copy.
   const attachments: Buffer[] = new Array(count);
   let a = jsonEnd;

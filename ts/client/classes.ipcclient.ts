@@ -44,7 +44,7 @@ export type TEndpointHosting = (options: IResolvedClient) => Promise<IpcServer>;
 type TClientState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
 
 /** Failures that retrying cannot fix: the server is there and said no. */
-const PERMANENT_CODES: ReadonlySet<TIpcErrorCode> = new Set(['ID_MISMATCH', 'PROTOCOL_ERROR', 'AUTH_FAILED', 'FORBIDDEN', 'TOO_MANY_CLIENTS']);
+const PERMANENT_CODES: ReadonlySet<TIpcErrorCode> = new Set(['ID_MISMATCH', 'PROTOCOL_ERROR', 'AUTH_FAILED', 'FORBIDDEN', 'TOO_MANY_CLIENTS', 'TLS_ERROR']);
 
 export function generateClientId(): string {
   return `client-${plugins.crypto.randomBytes(6).toString('hex')}`;

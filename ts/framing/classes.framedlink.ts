@@ -25,6 +25,8 @@ export interface ILinkPeer {
   kind: TTransportKind;
   /** The peer's certificate on a TLS link that asked for one (mutual TLS). */
   tlsPeerCertificate?: import('node:tls').PeerCertificate;
+  /** Mutual TLS: why the peer's certificate is not trusted (the server refuses it with TLS_ERROR). */
+  tlsAuthorizationError?: string;
 }
 
 /** Bytes that several links together may hold for frames not fully arrived (a server's cap). */

@@ -414,10 +414,17 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
 
   private accept(opened: IOpenedStream): void {
     const security = this.options.security;
-    if ((this.state !== 'running' && this.state !== 'starting') || this.handshaking.size >= security.maxPendingHandshakes) {
-      if (this.state === 'running') debug('refusing a connection: %d handshakes pending (maxPendingHandshakes)', this.handshaking.size);
+    if (this.state !== 'running' && this.state !== 'starting') {
       opened.stream.destroy();
       return;
+    }
+    if (this.handshaking.size >= security.maxPendingHandshakes) {
+      // Over the bound, the oldest pending handshake goes, not the newcomer: connections that never
+      // speak cannot lock out a client whose handshake takes a millisecond.
+      const oldest = this.handshaking.values().next().value!;
+      this.handshaking.delete(oldest);
+      debug('%d handshakes pending (maxPendingHandshakes): closing the oldest', this.handshaking.size + 1);
+      oldest.destroy(new IpcError('TOO_MANY_CLIENTS', `more than ${security.maxPendingHandshakes} connections were waiting to complete their handshake; the oldest was closed`));
     }
     // Until admitted, a connection may send nothing bigger than a handshake frame.
     const link = new FramedLink(opened.stream, {
@@ -431,6 +438,15 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     const startedAt = performance.now();
     awaitHello(link, security.handshakeTimeoutMs).then(
       async ({ hello, gate }) => {
+        const tlsRefusal = opened.peer.tlsAuthorizationError;
+        if (tlsRefusal !== undefined) {
+          this.handshaking.delete(link);
+          const reason = new IpcError('TLS_ERROR', `client "${hello.clientId}" presented a certificate this server does not trust (${tlsRefusal})`);
+          debug('%s', reason.message);
+          rejectHello(link, new IpcError('TLS_ERROR', `server "${this.options.id}" refused the client certificate (${tlsRefusal})`));
+          this.emit('authFailed', hello.clientId, reason);
+          return;
+        }
         const refusal = checkHello(hello, this.options) ?? (hello.probe ? undefined : this.checkCapacity(hello));
         if (refusal) {
           this.handshaking.delete(link);
@@ -441,6 +457,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
         if (hello.probe) {
           // waitForServer: answered, then closed; never registered as a client, never authenticated.
           this.handshaking.delete(link);
+          gate.open();
           sendWelcome(link, hello, this.options);
           link.end();
           return;
@@ -449,6 +466,8 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
         this.handshaking.delete(link);
         if (permissions === false || !link.isOpen || this.state !== 'running') return;
         link.setMaxIncomingFrameBytes(this.options.maxMessageSize);
+        // From the WELCOME on the client may send; anything it sent before was a protocol breach.
+        gate.open();
         const connection = this.admit(link, hello, permissions);
         gate.handOver(connection);
       },

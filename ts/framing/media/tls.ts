@@ -53,10 +53,18 @@ class TlsMedium implements IMedium {
   }
 
   public async listen(onStream: (opened: IOpenedStream) => void): Promise<IMediumListener> {
-    const server = plugins.tls.createServer(this.endpoint.tls, (socket) => {
-      const certificate = this.endpoint.tls.requestCert ? socket.getPeerCertificate() : undefined;
+    const options = this.endpoint.tls;
+    // Mutual TLS: the certificate is checked here, after the TLS handshake, rather than by node:tls
+    // during it (which drops the socket without a word): a refused client then learns TLS_ERROR.
+    const verifyHere = options.requestCert === true && options.rejectUnauthorized !== false;
+    const server = plugins.tls.createServer(verifyHere ? { ...options, rejectUnauthorized: false } : options, (socket) => {
+      const certificate = options.requestCert ? socket.getPeerCertificate() : undefined;
       const hasCertificate = certificate !== undefined && Object.keys(certificate).length > 0;
-      onStream({ stream: socket, peer: { kind: 'tls', ...(hasCertificate ? { tlsPeerCertificate: certificate } : {}) } });
+      const refused = verifyHere && !socket.authorized ? String(socket.authorizationError ?? 'no certificate') : undefined;
+      onStream({
+        stream: socket,
+        peer: { kind: 'tls', ...(hasCertificate ? { tlsPeerCertificate: certificate } : {}), ...(refused !== undefined ? { tlsAuthorizationError: refused } : {}) },
+      });
     });
     // A failed TLS handshake concerns that one peer only; it must not become a server 'error'.
     server.on('tlsClientError', (err, socket) => {
