@@ -116,9 +116,11 @@ function runScenario(entry: IScenarioEntry, options: IOptions): Promise<IRow> {
   const config: IScenarioConfig = { id: entry.id, profile: options.profile, hardTimeoutMs: budgetMs };
   const nodeArgs = ['--import', 'tsx', '--expose-gc'];
   if (options.cpuProf) {
-    config.cpuProfDir = path.join(RESULTS_DIR, 'profiles');
-    fs.mkdirSync(config.cpuProfDir, { recursive: true });
-    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${config.cpuProfDir}`, `--cpu-prof-name=s${entry.id}-scenario-${Date.now()}.cpuprofile`);
+    // One directory per scenario and process (a fixed --cpu-prof-name would let the loader
+    // thread's profile overwrite the main thread's).
+    config.cpuProfDir = path.join(RESULTS_DIR, 'profiles', `s${entry.id}`);
+    fs.mkdirSync(path.join(config.cpuProfDir, 'scenario'), { recursive: true });
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${path.join(config.cpuProfDir, 'scenario')}`);
   }
   const t0 = performance.now();
   const child = spawn(process.execPath, [...nodeArgs, path.join(HERE, 'scenarios', entry.file), JSON.stringify(config)], {

@@ -197,7 +197,7 @@ export class Role {
 export async function startRole(options: IRoleSpawnOptions): Promise<Role> {
   const script = path.isAbsolute(options.script) ? options.script : path.join(ROLES_DIR, options.script);
   const nodeArgs = ['--import', 'tsx', '--expose-gc', ...(options.nodeArgs ?? [])];
-  if (config.cpuProfDir) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${config.cpuProfDir}`, `--cpu-prof-name=s${config.id}-${options.name}-${Date.now()}.cpuprofile`);
+  if (config.cpuProfDir) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${path.join(config.cpuProfDir, options.name)}`);
   const roleConfig = JSON.stringify({ hardTimeoutMs: config.hardTimeoutMs, ...options.config });
   const stdio: Array<'ignore' | 'pipe' | 'ipc'> = ['ignore', 'pipe', 'pipe', 'ipc'];
   const proc = options.ulimitFiles === undefined

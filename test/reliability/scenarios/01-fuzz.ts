@@ -8,8 +8,10 @@
 //   topics, stream frames for no stream), coalesced and split across reads at random offsets. The
 //   connection must survive them and answer every request and subscribe exactly once; a final
 //   unknown kind must close it.
+// - Then 32 more fresh connections at once, each sending a length prefix just under
+//   maxMessageSize (8 MiB) and all but the last byte of that frame, never a handshake.
 // Pass: no crash, every bad connection closed, control client 100 % served, server RSS growth
-// < 32 MiB, server fds back to baseline.
+// < 32 MiB (in each phase), server fds back to baseline.
 import * as net from 'node:net';
 import { SmartIpc, defaults } from '../../../ts/index.js';
 import { MIB, RssWatch, fdsOf, fmtInt, fmtMiB, fmtMs, isAlive, maxOf, quantile, sleep } from '../lib/measure.js';
@@ -18,8 +20,10 @@ import { ENC, FLAG_BUDGET, FLAG_HEADERS, FrameReader, KIND, KIND_MAX, buildFrame
 import { pick, progress, runScenario, socketPath, startRole, until } from '../lib/scenario.js';
 
 const TOTAL = pick(2_000, 10_000);
-const FRESH = TOTAL / 2;
-const LONG = TOTAL - FRESH;
+/** Of the fresh connections, this many at once send a length prefix just under maxMessageSize and all but one byte of the frame, never a handshake. */
+const BIG_LIARS = pick(16, 32);
+const FRESH = TOTAL / 2 - BIG_LIARS;
+const LONG = TOTAL / 2;
 const CONCURRENCY = 48;
 const REGISTER_TIMEOUT_MS = 1_000;
 const CLOSE_BOUND_MS = REGISTER_TIMEOUT_MS + 2_500;
@@ -234,6 +238,29 @@ async function runLong(path: string): Promise<ILongOutcome> {
   return outcome;
 }
 
+/** Connections that each announce a frame just under maxMessageSize and send all of it but one byte, before any handshake. */
+async function runBigLiars(path: string, count: number): Promise<{ closed: number; ms: number }> {
+  const length = defaults.DEFAULT_MAX_MESSAGE_SIZE_BYTES - 1;
+  const t0 = performance.now();
+  const closedFlags = await Promise.all(Array.from({ length: count }, async () => {
+    const socket = await dialUnix(path);
+    socket.on('error', () => undefined);
+    const closed = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), CLOSE_BOUND_MS + 5_000);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    socket.write(prefix(length));
+    socket.write(Buffer.alloc(length - 1, 0x61));
+    const ok = await closed;
+    socket.destroy();
+    return ok;
+  }));
+  return { closed: closedFlags.filter(Boolean).length, ms: performance.now() - t0 };
+}
+
 runScenario('live-socket fuzz', async (v) => {
   const path = socketPath('s');
   const server = await startRole({ script: 'server.ts', name: 'server', config: { id: SERVER_ID, socketPath: path, options: { registerTimeoutMs: REGISTER_TIMEOUT_MS } } });
@@ -286,11 +313,15 @@ runScenario('live-socket fuzz', async (v) => {
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
   const long = await longRun;
   const fuzzMs = performance.now() - t0;
+  const growth = rss.stop().growthBytes;
+  const bigRss = new RssWatch(server.pid);
+  const big = await runBigLiars(path, BIG_LIARS);
+  const bigGrowth = bigRss.stop().growthBytes;
+  progress(`${BIG_LIARS} connections with a ${fmtMiB(defaults.DEFAULT_MAX_MESSAGE_SIZE_BYTES - 1)} partial frame before the handshake: server RSS +${fmtMiB(bigGrowth)}, ${big.closed} closed by the server after ${fmtMs(big.ms)}`);
   clearInterval(controlTimer);
   await Promise.all([...controlInFlight]);
 
   const alive = isAlive(server.pid);
-  const growth = rss.stop().growthBytes;
   const fdsBack = await until(() => fdsOf(server.pid) === fdsBase, 3_000, 50);
   const fdsAfter = fdsOf(server.pid);
   const stats = await server.call<{ counters: { messageErrors: Record<string, number>; errors: number }; connectedClients: number }>('stats');
@@ -306,13 +337,15 @@ runScenario('live-socket fuzz', async (v) => {
   progress(`fuzz took ${fmtMs(fuzzMs)}; messageError by code ${JSON.stringify(stats.counters.messageErrors)}; long connection ${JSON.stringify(long)}`);
 
   v.check(alive && exit.code === 0 && !exit.killed, `the server crashed or did not stop cleanly (alive ${alive}, exit ${JSON.stringify(exit)})`);
+  v.check(big.closed === BIG_LIARS, `${BIG_LIARS - big.closed} of ${BIG_LIARS} connections with a partial 8 MiB frame before the handshake were not closed`);
   v.check(leftOpen.length === 0, `${leftOpen.length} of ${FRESH} bad connections were not closed by the server within ${fmtMs(CLOSE_BOUND_MS)}: ${leftOpenNames.join('; ')}`);
   v.check(long.survived, `the long connection was dropped after ${long.inputs} well-framed inputs`);
   v.check(long.missing === 0 && long.duplicates === 0, `the long connection: ${long.missing} requests unanswered, ${long.duplicates} answered twice`);
   v.check(long.pongs === long.pings, `the long connection: ${long.pings} pings, ${long.pongs} pongs`);
   v.check(long.closedOnFatal, 'the long connection was not closed after an unknown frame kind');
   v.check(controlFailed === 0 && latencies.length === controlSent, `control client served ${latencies.length}/${controlSent} (${JSON.stringify(controlErrors)})`);
-  v.check(growth < RSS_BOUND, `server RSS grew ${fmtMiB(growth)} (bound ${fmtMiB(RSS_BOUND)})`);
+  v.check(growth < RSS_BOUND, `server RSS grew ${fmtMiB(growth)} under the fuzz (bound ${fmtMiB(RSS_BOUND)})`);
+  v.check(bigGrowth < RSS_BOUND, `server RSS grew ${fmtMiB(bigGrowth)} while ${BIG_LIARS} connections that never sent a handshake each held a partial frame of up to maxMessageSize (bound ${fmtMiB(RSS_BOUND)})`);
   v.check(fdsBack, `server fds ${fdsAfter} after the fuzz, ${fdsBase} before`);
 
   v.figure('seed', rng.seed);
@@ -329,6 +362,9 @@ runScenario('live-socket fuzz', async (v) => {
   v.figure('controlMaxMs', controlMax);
   v.figure('serverRssBaseMiB', rssBase / MIB);
   v.figure('serverRssGrowthMiB', growth / MIB);
+  v.figure('bigLiars', BIG_LIARS);
+  v.figure('bigLiarsRssGrowthMiB', bigGrowth / MIB);
+  v.figure('bigLiarsClosed', big.closed);
   v.figure('serverFdsBefore', fdsBase);
   v.figure('serverFdsAfter', fdsAfter ?? null);
   v.figure('messageErrors', JSON.stringify(stats.counters.messageErrors));
@@ -338,8 +374,8 @@ runScenario('live-socket fuzz', async (v) => {
     scenario: 'live-socket fuzz',
     load: `control request every 10 ms (${fmtInt(controlSent)} sent)`,
     faults: '-',
-    badInputs: `${fmtInt(TOTAL)} malformed frames: ${fmtInt(FRESH)} on fresh connections, ${fmtInt(LONG)} on one long one`,
+    badInputs: `${fmtInt(TOTAL)} malformed frames: ${fmtInt(FRESH + BIG_LIARS)} on fresh connections (${BIG_LIARS} of them 8 MiB partial frames before the handshake), ${fmtInt(LONG)} on one long one`,
     lost: `${controlSent - latencies.length} control requests`,
-    figure: `no crash; ${FRESH - leftOpen.length}/${FRESH} bad connections closed; long connection answered ${long.answered}/${long.expected}; control ${latencies.length}/${controlSent} served, p99 ${fmtMs(p99)}, max ${fmtMs(controlMax)}; server RSS +${fmtMiB(growth)} (< 32 MiB); fds ${fdsBase} -> ${fdsAfter}`,
+    figure: `no crash; ${FRESH - leftOpen.length + big.closed}/${FRESH + BIG_LIARS} bad connections closed; long connection answered ${long.answered}/${long.expected}; control ${latencies.length}/${controlSent} served, p99 ${fmtMs(p99)}, max ${fmtMs(controlMax)}; server RSS +${fmtMiB(growth)} under the fuzz, +${fmtMiB(bigGrowth)} under ${BIG_LIARS} partial 8 MiB frames (< 32 MiB); fds ${fdsBase} -> ${fdsAfter}`,
   };
 });
