@@ -214,11 +214,12 @@ runScenario('chaos soak', async (v) => {
   v.figure('rssAfterGcMiB', workers.map(rssText).join(' | '));
   v.figure('recoveryMs', recoveries.map((r) => Math.round(r)).join(', '));
   v.figure('serverErrors', serverStats.counters.errors);
+  const faultCount = (word: string) => faults.filter((f) => f.includes(word)).length;
   const failedShare = total.sent ? ((total.failed / total.sent) * 100).toFixed(1) : '0';
   return {
     scenario: 'chaos soak',
     load: `${fmtMs(soakMs)}: ${PROCESSES * CLIENTS_PER_PROCESS} clients, ${fmtInt(total.sent)} calls (requests, publishes, messages, 1 MiB streams)`,
-    faults: `${faults.length}: ${faults.map((f) => f.replace(/ \(.*\)/, '').replace(/^\S+ \S+ /, '')).join(', ')}`,
+    faults: `${faults.length} in ${fmtMs(soakMs)}: ${faultCount('SIGKILL')} SIGKILL + restart (back after ${recoveries.length ? `${fmtMs(Math.min(...recoveries))}-${fmtMs(Math.max(...recoveries))}` : '-'}), ${faultCount('reset')} connection resets, ${faultCount('stalled')} stalled readers`,
     badInputs: '-',
     lost: `${total.unsettled} unsettled, ${Object.values(total.undocumented).reduce((a, b) => a + b, 0)} undocumented outcomes`,
     figure: `sent ${fmtInt(total.sent)} = ${fmtInt(total.ok)} ok + ${fmtInt(total.failed)} failed (${failedShare} %, ${Object.entries(total.codes).map(([c, n]) => `${fmtInt(n)} ${c}`).join(', ')}); ${total.overBound} over timeout + 1 s; RSS after GC ${growths.map((g) => `${g.mib >= 0 ? '+' : ''}${g.mib.toFixed(1)}`).join('/')} MiB in ${(worstGrowth.minutes * 60).toFixed(0)} s (< 1 MiB/min, resolution ${RESOLUTION_MIB} MiB); fds stable: ${fdsDrift.every((d) => d === 0) && serverFdsEnd === serverFdsStart}`,
