@@ -6,7 +6,7 @@
 import { MIB, RssWatch, fmtBytes, fmtMiB, fmtMs, now } from '../lib/measure.js';
 import { pick, progress, runScenario, socketPath, startRole, type Role } from '../lib/scenario.js';
 
-const SMALL = pick(64 * MIB, 256 * MIB);
+const SMALL = pick(128 * MIB, 256 * MIB);
 const BIG = SMALL * 4;
 const MEDIUM = pick(16 * MIB, 64 * MIB);
 const CONCURRENT = 16;
