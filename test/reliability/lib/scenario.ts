@@ -32,10 +32,20 @@ export function progress(text: string): void {
 }
 
 let socketCounter = 0;
+const socketPaths: string[] = [];
 
-/** A socket path nobody else uses (short: Unix socket paths are limited to ~107 bytes). */
+/** A socket path nobody else uses (short: Unix socket paths are limited to ~107 bytes); removed when the scenario ends. */
 export function socketPath(name: string): string {
-  return path.join(os.tmpdir(), `sipc-rel-${config.id}-${name}-${process.pid}-${++socketCounter}.sock`);
+  const socket = path.join(os.tmpdir(), `sipc-rel-${config.id}-${name}-${process.pid}-${++socketCounter}.sock`);
+  socketPaths.push(socket);
+  return socket;
+}
+
+/** What a SIGKILLed server (or a raw peer) leaves behind. */
+function removeSocketFiles(): void {
+  for (const socket of socketPaths) {
+    for (const file of [socket, `${socket}.tmp`]) fs.rmSync(file, { force: true });
+  }
 }
 
 // ---- roles -----------------------------------------------------------------------------------
@@ -282,6 +292,7 @@ export function runScenario(title: string, body: (verdict: Verdict) => Promise<I
     if (sent) return;
     sent = true;
     await Promise.all([...roles].map((role) => role.kill()));
+    removeSocketFiles();
     const row: IRow = {
       id: config.id,
       ...text,
@@ -302,6 +313,7 @@ export function runScenario(title: string, body: (verdict: Verdict) => Promise<I
   process.on('unhandledRejection', failWith);
   process.on('disconnect', () => {
     for (const role of roles) role.signal('SIGKILL');
+    removeSocketFiles();
     process.exit(2);
   });
   // Our own bound, a little inside the runner's: report what happened instead of being killed.
