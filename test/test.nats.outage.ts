@@ -190,6 +190,6 @@ test('services across a nats-server restart: a running handler is aborted with C
   assert.equal(await caller.call(service, 'echo', 4), 4);
   // The hub's relay needs its own bridge back (it has no outbox: NOT_CONNECTED while that is down).
   await waitUntil(() => hostBridge.getIsConnected(), 10_000, 'the hub\'s bridge reconnects');
-  await waitUntil(() => server.isServiceAvailable(service), 5_000, 'still imported');
+  await waitUntil(() => server.isServiceAvailable(service), 10_000, 'still imported');
   assert.equal(await local.call(service, 'echo', 5), 5);
 });

@@ -235,23 +235,27 @@ for (const kind of TRANSPORTS) {
       assert.deepEqual(runs, []);
     });
 
-    test('frames a peer sends after HELLO and before WELCOME are not dispatched, even when it is admitted', T, async (t) => {
+    test('frames a peer sends after HELLO and before WELCOME are never dispatched: an admissible peer is then refused with PROTOCOL_ERROR', T, async (t) => {
       const started = await startServer(kind, {
         auth: { tokens: [TOKEN], authenticate: () => new Promise((resolve) => setTimeout(() => resolve(true), 100).unref()) },
       }, 'early');
       t.after(() => started.stop());
       const { runs } = countingHandlers(started.server);
-      const socket = await rawConnect(started.endpoint);
-      t.after(() => socket.destroy());
-      const frames = collectFrames(socket);
-      socket.write(Buffer.concat([helloFrame({ serverId: started.id, token: TOKEN }), requestFrame(1, 'secret', 'early')]));
-      await waitUntil(() => frames.some((f) => f.kind === EFrameKind.Welcome), 3_000, 'WELCOME');
-      // After WELCOME the same peer may talk: this one is answered.
-      socket.write(requestFrame(2, 'echo', 'late'));
-      await waitUntil(() => frames.some((f) => f.id === 2), 3_000, 'answer to the request sent after WELCOME');
+      const errors: IpcError[] = [];
+      started.server.on('messageError', (err) => errors.push(err));
+      const { frames, reject } = await rawExchange(started, Buffer.concat([helloFrame({ serverId: started.id, token: TOKEN }), requestFrame(1, 'secret', 'early')]));
+      assert.equal(reject?.code, 'PROTOCOL_ERROR');
+      assert.match(String(reject?.message), /1 frame\(s\) before its handshake was answered/);
+      assert.deepEqual(frames.map((f) => f.kind), [EFrameKind.Reject], 'no WELCOME, no answer to the early request');
       await new Promise((resolve) => setTimeout(resolve, 100));
-      assert.deepEqual(runs, ['echo'], `handlers that ran: ${runs.join(', ')}`);
-      assert.equal(frames.find((f) => f.id === 1), undefined, 'the early request got no answer');
+      assert.deepEqual(runs, []);
+      assert.deepEqual(started.server.getClientIds(), []);
+      assert.deepEqual(errors.map((e) => e.code), ['PROTOCOL_ERROR']);
+      // A peer that waits for the WELCOME is served.
+      const client = makeClient(started, { authToken: TOKEN });
+      t.after(() => client.disconnect());
+      await client.connect();
+      assert.equal(await client.request('echo', 'late'), 'late');
     });
 
     test('more than 16 frames before WELCOME close the connection (PROTOCOL_ERROR) before any handler runs', T, async (t) => {

@@ -261,6 +261,7 @@ describe('connections that never speak', () => {
     const closedAt: Array<number | undefined> = new Array(500).fill(undefined);
     sockets.forEach((socket, i) => {
       socket.on('error', () => undefined);
+      socket.resume(); // reads what the server says (a REJECT for those it closes), so the close is seen
       socket.once('close', () => (closedAt[i] = performance.now() - t0));
     });
     const closedCount = () => closedAt.filter((ms) => ms !== undefined).length;
@@ -281,6 +282,31 @@ describe('connections that never speak', () => {
     assert.equal(await established.request('echo', 'after'), 'after');
   });
 
+  test('the pending handshake closed to make room is told why: REJECT SERVER_UNAVAILABLE (a client retries it)', { timeout: 20_000 }, async (t) => {
+    const started = await startServer('unix', { maxPendingHandshakes: 2 }, 'evict');
+    t.after(() => started.stop());
+    started.server.onMessage('echo', (data: unknown) => data);
+    const oldest = await rawConnect(started.endpoint);
+    t.after(() => oldest.destroy());
+    oldest.on('error', () => undefined);
+    const oldestFrames = collectFrames(oldest);
+    const oldestClosed = waitForClose(oldest, 5_000);
+    await waitUntil(() => pendingHandshakesOf(started.server) === 1, 2_000, 'the first pending handshake');
+    const others = await Promise.all([rawConnect(started.endpoint), rawConnect(started.endpoint)]);
+    t.after(() => others.forEach((s) => s.destroy()));
+    await oldestClosed;
+    assert.deepEqual(oldestFrames.map((f) => f.kind), [EFrameKind.Reject]);
+    const body = JSON.parse(oldestFrames[0].payload.toString('utf8')) as { code: string; message: string };
+    assert.equal(body.code, 'SERVER_UNAVAILABLE');
+    assert.match(body.message, /busy: more than 2 connections were waiting/);
+    assert.equal(pendingHandshakesOf(started.server), 2);
+    // Two silent connections hold both places: a client connecting now evicts the older one and is served.
+    const client = makeClient(started);
+    t.after(() => client.disconnect());
+    await client.connect();
+    assert.equal(await client.request('echo', 'in'), 'in');
+  });
+
   test('a legitimate client connecting while 500 silent connections are held is served within a second', { timeout: 40_000 }, async (t) => {
     const started = await startServer('unix', {}, 'silentlegit');
     t.after(() => started.stop());
@@ -290,6 +316,7 @@ describe('connections that never speak', () => {
     let closed = 0;
     for (const socket of sockets) {
       socket.on('error', () => undefined);
+      socket.resume();
       socket.once('close', () => closed++);
     }
     await waitUntil(() => closed >= 436, 3_000, 'the connections beyond the cap to be closed');

@@ -256,8 +256,8 @@ export class IpcChannel extends plugins.events.EventEmitter<IIpcChannelEvents> {
       ({ hello, gate }) => {
         const busy = this.connection.isConnected || (this.setup.singlePeer === true && this.hadPeer);
         const refusal = checkHello(hello, this.setup) ?? (busy && !hello.probe ? new IpcError('TOO_MANY_CLIENTS', `channel "${this.setup.id}" already has its peer`) : undefined);
-        if (refusal) return rejectHello(link, refusal);
-        gate.open();
+        const failure = refusal ?? gate.open();
+        if (failure) return rejectHello(link, failure);
         sendWelcome(link, hello, this.setup);
         if (hello.probe) return link.end();
         this.hadPeer = true;

@@ -31,7 +31,7 @@ export class HandshakeGate implements ILinkHandler {
     timeoutError: () => IpcError,
     /** Frames a peer may send after its handshake frame before it is admitted (a client should wait for WELCOME). */
     private readonly maxBacklogFrames = Infinity,
-    /** false for the accepting side: frames before `open()` are dropped, never dispatched. */
+    /** false for the accepting side: frames before `open()` are dropped, never dispatched, and make `open()` refuse the peer. */
     openAtStart = true,
   ) {
     this.opened = openAtStart;
@@ -44,9 +44,15 @@ export class HandshakeGate implements ILinkHandler {
     }, timeoutMs);
   }
 
-  /** The accepting side is about to send its WELCOME: from now on the peer may send. */
-  public open(): void {
+  /**
+   * The accepting side is about to send its WELCOME: from now on the peer may send. Returns the
+   * PROTOCOL_ERROR to reject the peer with when it sent frames before (they were dropped unread):
+   * a peer that does not wait is refused rather than having its first requests vanish.
+   */
+  public open(): IpcError | undefined {
     this.opened = true;
+    if (this.dropped === 0) return undefined;
+    return new IpcError('PROTOCOL_ERROR', `${this.link.describe()}: the peer sent ${this.dropped} frame(s) before its handshake was answered (a client waits for the WELCOME)`);
   }
 
   /** Ends the waiting part: later frames are buffered until `handOver`. */
@@ -79,8 +85,9 @@ export class HandshakeGate implements ILinkHandler {
       return;
     }
     if (!this.opened) {
-      // A smartipc client waits for the WELCOME: what a peer sends before it was never admitted and
-      // never runs. It is dropped, not answered, so a refusal decided meanwhile still reaches the peer.
+      // A smartipc client waits for the WELCOME: what a peer sends before never runs. It is dropped
+      // and counted, not answered at once, so a refusal decided meanwhile (AUTH_FAILED) still reaches
+      // the peer; `open()` then refuses the peer with PROTOCOL_ERROR.
       this.dropped++;
       return;
     }
@@ -258,6 +265,7 @@ export function sendWelcome(link: FramedLink, hello: IHelloPayload, local: IHand
 
 /** Refuses a handshake: the peer gets the code and message, then the connection closes. */
 export function rejectHello(link: FramedLink, error: IpcError): void {
+  if (!link.isWritable) return; // already refused (a pending handshake evicted while authenticate ran)
   try {
     sendJsonFrame(link, EFrameKind.Reject, { code: error.code, message: error.message } satisfies IRejectPayload);
     link.end();

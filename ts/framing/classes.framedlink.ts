@@ -109,6 +109,11 @@ export class FramedLink implements IFrameDecoderSink {
     return !this.closed;
   }
 
+  /** Open and not ending: a frame sent now still goes out. */
+  public get isWritable(): boolean {
+    return !this.closed && !this.stream.writableEnded;
+  }
+
   public setHandler(handler: ILinkHandler): void {
     this.handler = handler;
   }
@@ -258,7 +263,8 @@ export class FramedLink implements IFrameDecoderSink {
     if (this.closed || this.stream.writableEnded) return;
     this.flush();
     this.stream.end();
-    // A peer that never closes its side must not keep us open.
+    // A peer that never closes its side must not keep us open. Not sooner: closing with its bytes
+    // unread would reset the connection, and a reset can discard our last frame (a REJECT) unread.
     const timer = setTimeout(() => this.stream.destroy(), END_DESTROY_AFTER_MS);
     timer.unref();
     this.stream.once('close', () => clearTimeout(timer));

@@ -424,7 +424,9 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       const oldest = this.handshaking.values().next().value!;
       this.handshaking.delete(oldest);
       debug('%d handshakes pending (maxPendingHandshakes): closing the oldest', this.handshaking.size + 1);
-      oldest.destroy(new IpcError('TOO_MANY_CLIENTS', `more than ${security.maxPendingHandshakes} connections were waiting to complete their handshake; the oldest was closed`));
+      // Told why, with a code a client retries (SERVER_UNAVAILABLE, not the permanent TOO_MANY_CLIENTS):
+      // under a burst of legitimate connects the oldest may simply not have been read yet.
+      rejectHello(oldest, new IpcError('SERVER_UNAVAILABLE', `server "${this.options.id}" is busy: more than ${security.maxPendingHandshakes} connections were waiting to complete their handshake, and this one waited longest (try again)`));
     }
     // Until admitted, a connection may send nothing bigger than a handshake frame.
     const link = new FramedLink(opened.stream, {
@@ -438,6 +440,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     const startedAt = performance.now();
     awaitHello(link, security.handshakeTimeoutMs).then(
       async ({ hello, gate }) => {
+        if (!link.isWritable) return; // refused meanwhile: evicted to make room (maxPendingHandshakes)
         const tlsRefusal = opened.peer.tlsAuthorizationError;
         if (tlsRefusal !== undefined) {
           this.handshaking.delete(link);
@@ -457,17 +460,20 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
         if (hello.probe) {
           // waitForServer: answered, then closed; never registered as a client, never authenticated.
           this.handshaking.delete(link);
-          gate.open();
+          const breach = gate.open();
+          if (breach) return this.refuseBreach(link, breach);
           sendWelcome(link, hello, this.options);
           link.end();
           return;
         }
         const permissions = await this.authenticate(link, hello, security.handshakeTimeoutMs - (performance.now() - startedAt));
         this.handshaking.delete(link);
-        if (permissions === false || !link.isOpen || this.state !== 'running') return;
+        // Not writable: it was evicted (maxPendingHandshakes) or went away while authenticate ran.
+        if (permissions === false || !link.isWritable || this.state !== 'running') return;
         link.setMaxIncomingFrameBytes(this.options.maxMessageSize);
         // From the WELCOME on the client may send; anything it sent before was a protocol breach.
-        gate.open();
+        const breach = gate.open();
+        if (breach) return this.refuseBreach(link, breach);
         const connection = this.admit(link, hello, permissions);
         gate.handOver(connection);
       },
@@ -483,6 +489,14 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
         }
       },
     );
+  }
+
+  /** A peer that sent frames before its WELCOME: refused with PROTOCOL_ERROR, counted as a bad message. */
+  private refuseBreach(link: FramedLink, breach: IpcError): void {
+    debug('refusing a connection: %s', breach.message);
+    rejectHello(link, breach);
+    this.metrics.errors++;
+    this.emit('messageError', breach, undefined);
   }
 
   /**

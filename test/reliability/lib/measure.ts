@@ -48,10 +48,25 @@ export function peakRssOf(pid: number = process.pid): number | undefined {
   return statusField(pid, 'VmHWM');
 }
 
-/** Open file descriptors of a process (undefined when it is gone). */
+/**
+ * Open file descriptors of a process (undefined when it is gone). libuv's one inotify descriptor
+ * per loop is not counted: the first fs.watch (a client watching for its server's socket file)
+ * opens it and libuv keeps it for the life of the process, so it is no leak.
+ */
 export function fdsOf(pid: number = process.pid): number | undefined {
   try {
-    return fs.readdirSync(`/proc/${pid}/fd`).length;
+    const dir = `/proc/${pid}/fd`;
+    let count = 0;
+    for (const fd of fs.readdirSync(dir)) {
+      let target = '';
+      try {
+        target = fs.readlinkSync(`${dir}/${fd}`);
+      } catch {
+        continue; // closed meanwhile
+      }
+      if (target !== 'anon_inode:inotify') count++;
+    }
+    return count;
   } catch {
     return undefined;
   }

@@ -25,7 +25,9 @@ async function partA(v: import('../lib/scenario.js').Verdict) {
   const path = socketPath('a');
   const id = 'rel-10a';
   const server = await startRole({ script: 'server.ts', name: 'server-maxclients', config: { id, socketPath: path, options: { maxClients: MAX_CLIENTS } } });
-  const make = (n: number) => SmartIpc.createClient({ id, socketPath: path, clientOnly: true, clientId: `c${n}`, reconnect: { enabled: false } });
+  // connectRetry: 100 connects at once are more than maxPendingHandshakes (64), so the server may
+  // close the oldest pending ones with SERVER_UNAVAILABLE (busy) before reading their HELLO; they retry.
+  const make = (n: number) => SmartIpc.createClient({ id, socketPath: path, clientOnly: true, clientId: `c${n}`, reconnect: { enabled: false }, connectRetry: { enabled: true, initialDelay: 20, maxAttempts: 10 } });
   const admitted: IpcClient[] = [];
   for (let n = 0; n < MAX_CLIENTS; n++) {
     const client = make(n);
