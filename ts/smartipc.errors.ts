@@ -111,3 +111,18 @@ export function fromSocketError(err: unknown, context: string): IpcError {
   const detail = err instanceof Error ? err.message : String(err);
   return new IpcError('CONNECTION_LOST', `${context}: ${code ?? detail}`, { cause: err });
 }
+
+/**
+ * Runs `fn` with stack traces off. For errors made in a timer, a close callback or for a frame
+ * from the network: their stacks show library internals only, never the caller, and capturing
+ * them (3-5 us each) made 50,000 timeouts due at once hundreds of ms late.
+ */
+export function withoutStack<T>(fn: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return fn();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}

@@ -1,4 +1,4 @@
-import { IpcError, invalidArgument, isIpcErrorCode, toRemoteError, type IRemoteError, type TIpcErrorCode } from '../smartipc.errors.js';
+import { IpcError, invalidArgument, isIpcErrorCode, toRemoteError, withoutStack, type IRemoteError, type TIpcErrorCode } from '../smartipc.errors.js';
 import { EFrameKind, EPayloadEncoding, FLAG_ENCODING_MASK, FLAG_HAS_ATTACHMENTS, type IFrame, type IGoodbyePayload, type TGoodbyeCode, type TSerialization } from '../interfaces/wire.js';
 import type { IRequestOptions } from '../interfaces/options.js';
 import type { TMessageHandler } from '../interfaces/events.js';
@@ -499,13 +499,19 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
   }
 
   /** The caller gave up on a request the peer may still be working on: tell it, so its handler's signal aborts. */
+  private lastCancel = { code: '', message: '', json: '' };
+
   private tellPeerGaveUp(entry: IPendingRequest, reason: IpcError): void {
     // A hub's forwarded call that times out is the caller's timeout, counted there.
     if (reason.code === 'TIMEOUT' && !entry.raw) this.config.metrics.timeouts++;
     const link = this.link;
     if (link === undefined || !link.isOpen) return;
+    // Requests that time out together share their reason's text: one JSON body for the whole batch.
+    if (reason.message !== this.lastCancel.message || reason.code !== this.lastCancel.code) {
+      this.lastCancel = { code: reason.code, message: reason.message, json: JSON.stringify({ code: reason.code, message: reason.message }) };
+    }
     try {
-      link.sendFrame(EFrameKind.Cancel, EPayloadEncoding.Json, entry.id, '', undefined, JSON.stringify({ code: reason.code, message: reason.message }));
+      link.sendFrame(EFrameKind.Cancel, EPayloadEncoding.Json, entry.id, '', undefined, this.lastCancel.json);
     } catch {
       // the link is closing; the peer learns it from the close
     }
@@ -833,7 +839,8 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     } catch {
       // a cancel is a cancel
     }
-    this.cancelHandler(context, new IpcError(code, `request "${context.type}" from ${this.peerId}: ${message}`));
+    // Made for a frame from the network: a stack would show only this dispatch, and costs more than the rest of the cancel.
+    this.cancelHandler(context, withoutStack(() => new IpcError(code, `request "${context.type}" from ${this.peerId}: ${message}`)));
   }
 
   private cancelHandler(context: HandlerContext, reason: IpcError): void {

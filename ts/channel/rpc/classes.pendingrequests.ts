@@ -1,4 +1,4 @@
-import { IpcError } from '../../smartipc.errors.js';
+import { IpcError, withoutStack } from '../../smartipc.errors.js';
 import { clampDelay } from '../../smartipc.timers.js';
 import { systemClock, type IClock, type TClockTimer } from '../clock.js';
 
@@ -189,7 +189,7 @@ export class PendingRequests {
   public rejectAll(makeError: (entry: IPendingRequest) => IpcError): void {
     const entries = this.slots.filter((entry): entry is IPendingRequest => entry !== undefined);
     entries.sort((a, b) => a.deadline - b.deadline);
-    withoutStacks(() => {
+    withoutStack(() => {
       for (const entry of entries) {
         this.take(entry.id);
         entry.reject(makeError(entry));
@@ -290,28 +290,21 @@ export class PendingRequests {
     }
     // Each queue is in deadline order; requests of several timeouts due together (a late timer) are merged.
     if (queuesDue > 1) due.sort((a, b) => a.deadline - b.deadline);
-    withoutStacks(() => {
+    let lastType = '';
+    let lastTimeout = -1;
+    let message = '';
+    withoutStack(() => {
       for (const entry of due) {
-        const error = new IpcError('TIMEOUT', `request "${entry.type}" timed out after ${entry.timeoutMs} ms`);
+        if (entry.type !== lastType || entry.timeoutMs !== lastTimeout) {
+          lastType = entry.type;
+          lastTimeout = entry.timeoutMs;
+          message = `request "${lastType}" timed out after ${lastTimeout} ms`;
+        }
+        const error = new IpcError('TIMEOUT', message);
         entry.reject(error);
         this.onGiveUp?.(entry, error);
       }
     });
     if (next !== Infinity) this.arm(next);
   };
-}
-
-/**
- * Runs `fn` with stack traces off. The errors of a batch of timeouts or of a lost connection are
- * made in a timer or close callback: their stacks show library internals only, never the
- * caller, and capturing them (about 5 us each) made 50,000 timeouts due at once hundreds of ms late.
- */
-function withoutStacks(fn: () => void): void {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  try {
-    fn();
-  } finally {
-    Error.stackTraceLimit = limit;
-  }
 }
