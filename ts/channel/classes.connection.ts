@@ -468,26 +468,35 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
    * failure is relayed with its code (pass-through). Linked to `context`: when its caller goes away
    * the peer is told (a cancel frame).
    */
-  public forward(kind: EFrameKind, type: string, payload: RawPayload, headers: Record<string, unknown> | undefined, context: HandlerContext): Promise<RawPayload> {
+  public forward(kind: EFrameKind, type: string, payload: RawPayload, headers: Record<string, unknown> | undefined, context: HandlerContext, onSettled?: () => void): Promise<RawPayload> {
     const link = this.link;
-    if (link === undefined || !link.isOpen) return Promise.reject(passThrough(this.notConnected()));
+    if (link === undefined || !link.isOpen) {
+      onSettled?.();
+      return Promise.reject(passThrough(this.notConnected()));
+    }
     const budgetMs = context.deadline === undefined ? -1 : context.remainingMs();
     const id = this.pending.allocateId();
     const unlink = context.onAbort((reason) => {
       this.pending.giveUp(id, new IpcError(reason.code, `forwarded "${type}" cancelled: ${reason.message}`, { cause: reason }));
     });
-    const promise = this.pending.add<RawPayload>(id, type, budgetMs < 0 ? Infinity : budgetMs, undefined, unlink);
-    this.pending.peek(id)!.raw = true;
+    const cleanup = onSettled === undefined ? unlink : () => {
+      unlink();
+      onSettled();
+    };
+    const promise = this.pending.add<RawPayload>(id, type, budgetMs < 0 ? Infinity : budgetMs, undefined, cleanup);
+    const entry = this.pending.peek(id)!;
+    entry.raw = true;
+    // Every failure is relayed with its code: marked where it is rejected (no promise in between).
+    const reject = entry.reject;
+    entry.reject = (err: IpcError) => reject(passThrough(err));
     try {
       link.sendFrame(kind, payload.flags, id, type, headers === undefined ? undefined : JSON.stringify(headers), payload.bytes, budgetMs);
       this.config.metrics.messagesSent++;
     } catch (err) {
       this.pending.take(id);
-      return Promise.reject(passThrough(err as IpcError));
+      entry.reject(err as IpcError);
     }
-    return promise.catch((err: IpcError) => {
-      throw passThrough(err);
-    });
+    return promise;
   }
 
   /** Sends a frame whose payload is passed on as it arrived (a routed message). */
@@ -717,9 +726,12 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     if (!raw && !isRequest) context.data = data;
     let result: unknown;
     try {
+      // A forwarding handler (raw) is handed its context and makes no nested calls of its own: no async scope to enter.
       result = handleChannel.hasSubscribers
         ? this.traceHandler(frame, handler, data, context)
-        : handlerContextStorage.run(context, handler, data, context.peerId, context);
+        : raw
+          ? handler(data, context.peerId, context)
+          : handlerContextStorage.run(context, handler, data, context.peerId, context);
     } catch (err) {
       this.handlerFailed(id, context, err);
       return;

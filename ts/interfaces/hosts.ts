@@ -42,7 +42,8 @@ export interface IConnectionHost {
   /** Fire-and-forget of a frame kind that carries user data (a message, a peer message). */
   sendMessage(type: string, data?: unknown, kind?: EFrameKind): Promise<void>;
   /** Passes a request on without decoding it; the answer comes back the same way (see IpcConnection.forward). */
-  forward(kind: EFrameKind, type: string, payload: RawPayload, headers: Record<string, unknown> | undefined, context: HandlerContext): Promise<RawPayload>;
+  /** `onSettled` runs once when the forwarded request settles, however it does. */
+  forward(kind: EFrameKind, type: string, payload: RawPayload, headers: Record<string, unknown> | undefined, context: HandlerContext, onSettled?: () => void): Promise<RawPayload>;
   /** Sends a frame whose payload is passed on as it arrived. */
   sendRaw(kind: EFrameKind, type: string, payload: RawPayload, headers?: Record<string, unknown>): void;
   /** Answers request `id` with an error (NO_HANDLER, FORBIDDEN, ...). */

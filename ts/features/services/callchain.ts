@@ -27,7 +27,16 @@ export interface ICallAddress extends ICallChainHeader {
 }
 
 export function encodeCall(address: ICallAddress): string {
-  return [address.service, address.method, address.callerId, address.root, ...address.chain].join(NAME_SEPARATOR);
+  let type = address.service + NAME_SEPARATOR + address.method + NAME_SEPARATOR + address.callerId + NAME_SEPARATOR + address.root;
+  for (const name of address.chain) type += NAME_SEPARATOR + name;
+  return type;
+}
+
+/** The Call type with its callerId segment replaced (the hub writes the real caller in). */
+export function withCallerId(type: string, callerId: string): string {
+  const second = type.indexOf(NAME_SEPARATOR, type.indexOf(NAME_SEPARATOR) + 1);
+  const third = type.indexOf(NAME_SEPARATOR, second + 1);
+  return type.slice(0, second + 1) + callerId + type.slice(third);
 }
 
 /** The address of a Call frame's type, or undefined when it is malformed. */
@@ -66,7 +75,16 @@ export class CallContext extends HandlerContext implements ICallContext {
 export function nextChain(service: string): ICallChainHeader {
   const current = currentHandlerContext();
   if (current instanceof CallContext) return { root: current.root, chain: [...current.chain, service] };
-  return { root: plugins.crypto.randomUUID(), chain: [service] };
+  return { root: newRootId(), chain: [service] };
+}
+
+// A root id only has to be unique among the calls in flight: a random prefix per process and a counter.
+const ROOT_PREFIX = plugins.crypto.randomBytes(8).toString('base64url');
+let rootCounter = 0;
+
+function newRootId(): string {
+  rootCounter = rootCounter >= Number.MAX_SAFE_INTEGER ? 1 : rootCounter + 1;
+  return ROOT_PREFIX + rootCounter.toString(36);
 }
 
 /** Why a service or method name is not usable, or undefined. */

@@ -17,7 +17,7 @@ import { requestChannel, traceWithoutResult, type ITraceContext } from '../obser
 import { RawPayload, passThrough } from '../../channel/rpc/rawpayload.js';
 import { checkRequestOptions, plainObject } from '../../smartipc.options.js';
 import { debug } from '../../smartipc.log.js';
-import { CallContext, MAX_NAME_LENGTH, assertValidName, decodeCall, describeInvalidName, encodeCall, joinNames, nextChain, splitNames, type ICallAddress, type ICallChainHeader } from './callchain.js';
+import { CallContext, MAX_NAME_LENGTH, assertValidName, decodeCall, describeInvalidName, encodeCall, joinNames, nextChain, splitNames, withCallerId, type ICallAddress, type ICallChainHeader } from './callchain.js';
 
 /** A chain for a message: its first and last few names (a long one would not fit a small frame). */
 function describeChain(chain: readonly string[]): string {
@@ -257,18 +257,25 @@ export class HubServices {
     }
     const instance = this.pick(service, method);
     if (instance instanceof IpcError) return caller.replyError(frame.id, instance);
-    const settle = this.track(instance, callerId, service, method, address);
+    const context = caller.contextFor(frame, true, new CallContext(service, method, callerId, address.root, chain, true));
     if (instance.local !== undefined) {
+      const settle = this.track(instance, callerId, service, method, address);
       const local = instance.local[method] as (params: unknown, context: unknown) => unknown;
-      const context = caller.contextFor(frame, true, new CallContext(service, method, callerId, address.root, chain, true));
       caller.serve(frame, true, (params, _peerId, ctx) => settle(new Promise((resolve) => resolve(local(params, ctx)))), context);
       return;
     }
     // Forwarded as it arrived: the hub reads only the type (with the chain) and the budget, and
     // writes in who the caller is (a caller cannot claim another's id).
-    const context = caller.contextFor(frame, true, new CallContext(service, method, callerId, address.root, chain, true));
-    const type = encodeCall({ ...address, callerId });
+    const type = withCallerId(frame.type, callerId);
     const target = instance.connection!;
+    if (!this.host.wantsCallEvents()) {
+      // Nothing to report: counted in and out by the forward itself, no promise in between.
+      instance.inFlight++;
+      const settled = () => void instance.inFlight--;
+      caller.serve(frame, true, (payload) => target.forward(EFrameKind.Call, type, payload as RawPayload, frame.headers, context, settled), context, true);
+      return;
+    }
+    const settle = this.track(instance, callerId, service, method, address);
     caller.serve(frame, true, (payload) => settle(target.forward(EFrameKind.Call, type, payload as RawPayload, frame.headers, context)), context, true);
   }
 
