@@ -282,6 +282,25 @@ describe('connections that never speak', () => {
     assert.equal(await established.request('echo', 'after'), 'after');
   });
 
+  test('150 connections accepted at once whose HELLOs come 50 ms later (more than maxPendingHandshakes) are all welcomed', { timeout: 30_000 }, async (t) => {
+    const started = await startServer('unix', {}, 'burst');
+    t.after(() => started.stop());
+    // All accepted before any HELLO is read, as under a burst of clients starting together.
+    const sockets = await Promise.all(Array.from({ length: 150 }, () => rawConnect(started.endpoint)));
+    t.after(() => sockets.forEach((s) => s.destroy()));
+    const frames = sockets.map((socket) => {
+      socket.on('error', () => undefined);
+      return collectFrames(socket);
+    });
+    await waitUntil(() => pendingHandshakesOf(started.server) === 150, 3_000, 'all 150 pending');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    sockets.forEach((socket, i) => socket.write(helloFrame({ serverId: started.id, clientId: `burst-${i}` })));
+    await waitUntil(() => frames.every((f) => f.length > 0), 5_000, 'an answer on every connection');
+    const kinds = frames.map((f) => f[0].kind);
+    assert.equal(kinds.filter((k) => k === EFrameKind.Welcome).length, 150, `answers: ${kinds.join(',')}`);
+    assert.equal(started.server.getClientIds().length, 150);
+  });
+
   test('the pending handshake closed to make room is told why: REJECT SERVER_UNAVAILABLE (a client retries it)', { timeout: 20_000 }, async (t) => {
     const started = await startServer('unix', { maxPendingHandshakes: 2 }, 'evict');
     t.after(() => started.stop());

@@ -95,5 +95,5 @@ export function serverRefusalsOf(server: IpcServer): { readonly forbidden: numbe
 
 /** Connections a server holds that have not completed their handshake (maxPendingHandshakes counts these). */
 export function pendingHandshakesOf(server: IpcServer): number {
-  return (server as unknown as { handshaking: Set<unknown> }).handshaking.size;
+  return (server as unknown as { handshaking: Map<unknown, number> }).handshaking.size;
 }

@@ -107,6 +107,12 @@ export const END_DESTROY_AFTER_MS = 2_000;
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
 /** Security: connections still in their handshake beyond this many are closed at once. */
 export const DEFAULT_MAX_PENDING_HANDSHAKES = 64;
+/**
+ * Past maxPendingHandshakes, a pending handshake is closed to make room only once it has waited
+ * this long (ms): a burst of clients that connect at once is accepted faster than their HELLOs can
+ * be read, and none of them should be closed for it.
+ */
+export const PENDING_HANDSHAKE_GRACE_MS = 250;
 /** Security: the largest frame accepted before the handshake completes (a HELLO needs well under 1 KiB). */
 export const DEFAULT_HANDSHAKE_MAX_FRAME_BYTES = 16 * 1024;
 /** Security: a frame that began to arrive must be complete within this. */

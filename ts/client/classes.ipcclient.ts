@@ -44,6 +44,10 @@ export type TEndpointHosting = (options: IResolvedClient) => Promise<IpcServer>;
 type TClientState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
 
 /** Failures that retrying cannot fix: the server is there and said no. */
+/** After the endpoint changed, failed attempts are retried every ENDPOINT_SETTLE_POLL_MS for this long (ms). */
+const ENDPOINT_SETTLE_MS = 200;
+const ENDPOINT_SETTLE_POLL_MS = 10;
+
 const PERMANENT_CODES: ReadonlySet<TIpcErrorCode> = new Set(['ID_MISMATCH', 'PROTOCOL_ERROR', 'AUTH_FAILED', 'FORBIDDEN', 'TOO_MANY_CLIENTS', 'TLS_ERROR']);
 
 export function generateClientId(): string {
@@ -69,7 +73,11 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   private connecting?: Promise<void>;
   private dialling?: FramedLink;
   private reconnectAttempts = 0;
-  private sleeper?: { timer: NodeJS.Timeout; wake: () => void; unwatch?: () => void };
+  private sleeper?: { timer: NodeJS.Timeout; wake: () => void };
+  /** The endpoint changed (a socket file appeared) while no backoff was running: the next one is skipped. */
+  private endpointChanged = false;
+  /** When the endpoint last changed (performance.now()): for a moment after, backoffs are short. */
+  private endpointChangedAt = -Infinity;
   private hostedServer?: IpcServer;
   private readonly subscriptions: ClientSubscriptions;
   private readonly services: ClientServices;
@@ -373,6 +381,15 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     const budgetMs = waitForReady ? durationMs('waitTimeout', options.waitTimeout, DEFAULT_WAIT_FOR_READY_TIMEOUT_MS) : retry.totalTimeout;
     const deadline = performance.now() + budgetMs;
     const backoff = new Backoff(retry.initialDelay, retry.maxDelay);
+    const unwatch = retrying ? this.watchEndpoint() : undefined;
+    try {
+      await this.connectAttempts(maxAttempts, deadline, retrying, backoff);
+    } finally {
+      unwatch?.();
+    }
+  }
+
+  private async connectAttempts(maxAttempts: number, deadline: number, retrying: boolean, backoff: Backoff): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.connectOnce();
@@ -493,6 +510,15 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   private async reconnectLoop(): Promise<void> {
     const { initialDelay, maxDelay, maxAttempts } = this.options.reconnect;
     const backoff = new Backoff(initialDelay, maxDelay);
+    const unwatch = this.watchEndpoint();
+    try {
+      await this.reconnectUntilBack(backoff, maxAttempts);
+    } finally {
+      unwatch();
+    }
+  }
+
+  private async reconnectUntilBack(backoff: Backoff, maxAttempts: number): Promise<void> {
     let lastError: IpcError | undefined;
     while (this.state === 'reconnecting') {
       if (backoff.attempts >= maxAttempts) {
@@ -533,11 +559,34 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
   /** Not unref'd on purpose: a caller awaiting connect, or a stubborn reconnect, keeps the process alive. */
   /** The backoff between attempts; cut short when the medium sees the endpoint come back (a socket file appearing). */
   private sleep(ms: number): Promise<void> {
+    if (this.endpointChanged) {
+      // It changed during the last attempt (a server unlinks its stale file, then binds): try again now.
+      this.endpointChanged = false;
+      return Promise.resolve();
+    }
+    // Just after a change the server is most likely a moment from listening (the file exists from
+    // its bind, connections are refused until its listen): poll briefly instead of backing off.
+    if (performance.now() - this.endpointChangedAt < ENDPOINT_SETTLE_MS) ms = Math.min(ms, ENDPOINT_SETTLE_POLL_MS);
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.wake(), ms);
-      const unwatch = this.medium.watchForServer?.(() => this.wake());
-      this.sleeper = { timer, wake: resolve, unwatch };
+      this.sleeper = { timer, wake: resolve };
     });
+  }
+
+  /**
+   * Watches the endpoint for as long as a retry loop runs (not per backoff): a change that comes
+   * while an attempt is under way is remembered, so a server that binds then is not missed.
+   */
+  private watchEndpoint(): () => void {
+    const unwatch = this.medium.watchForServer?.(() => {
+      this.endpointChangedAt = performance.now();
+      if (this.sleeper) this.wake();
+      else this.endpointChanged = true;
+    });
+    return () => {
+      unwatch?.();
+      this.endpointChanged = false;
+    };
   }
 
   private wake(): void {
@@ -545,7 +594,6 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     this.sleeper = undefined;
     if (!sleeper) return;
     clearTimeout(sleeper.timer);
-    sleeper.unwatch?.();
     sleeper.wake();
   }
 

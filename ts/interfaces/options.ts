@@ -93,7 +93,7 @@ export type IIpcServerOptions = IIpcCommonOptions & TEndpoint & {
   rateLimit?: IRateLimitOptions;
   /** A connection that has not completed its handshake (and authentication) by then is closed (ms). @default 5000 (registerTimeoutMs when only that is given) */
   handshakeTimeoutMs?: number;
-  /** At most this many connections in their handshake at once: a new one beyond closes the oldest pending one; established clients are unaffected. @default 64 */
+  /** Connections in their handshake beyond this many: the oldest that have waited 250 ms are closed with SERVER_UNAVAILABLE (clients retry it); established clients are unaffected. @default 64 */
   maxPendingHandshakes?: number;
   /** Largest frame accepted before the handshake completes (a HELLO is far smaller). @default 16 KiB */
   handshakeMaxFrameBytes?: number;

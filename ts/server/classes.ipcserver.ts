@@ -1,6 +1,6 @@
 import * as plugins from '../plugins.js';
 import { IpcError } from '../smartipc.errors.js';
-import { DEFAULT_STOP_GRACE_MS, FRAME_TIMEOUT_SWEEP_MS } from '../smartipc.defaults.js';
+import { DEFAULT_STOP_GRACE_MS, FRAME_TIMEOUT_SWEEP_MS, PENDING_HANDSHAKE_GRACE_MS } from '../smartipc.defaults.js';
 import { EFrameKind, type IHelloPayload } from '../interfaces/wire.js';
 import type { IIpcServerOptions, IRequestOptions, IServerStartOptions, IServerStopOptions, TAddress } from '../interfaces/options.js';
 import type { IIpcMetrics, IIpcServerEvents, IMessageContext, TMessageHandler } from '../interfaces/events.js';
@@ -77,7 +77,9 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   /** The counters all connections share (the observer's). */
   private readonly metrics: TCounters;
   private readonly clients = new Map<string, IClientEntry>();
-  private readonly handshaking = new Set<FramedLink>();
+  /** Connections in their handshake, oldest first, with when each was accepted (performance.now()). */
+  private readonly handshaking = new Map<FramedLink, number>();
+  private trimTimer?: NodeJS.Timeout;
   /** Connections closed because a newer one took their clientId: their disconnect was already reported. */
   private readonly replaced = new WeakSet<IpcConnection>();
   private readonly medium: IMedium;
@@ -190,7 +192,9 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     this.frameSweep = undefined;
     await this.listener?.close();
     this.listener = undefined;
-    for (const link of this.handshaking) link.destroy(new IpcError('CONNECTION_LOST', 'server stopping'));
+    if (this.trimTimer) clearTimeout(this.trimTimer);
+    this.trimTimer = undefined;
+    for (const link of this.handshaking.keys()) link.destroy(new IpcError('CONNECTION_LOST', 'server stopping'));
     const connections = [...this.clients.values()].map((entry) => entry.connection);
     if (graceMs > 0 && connections.length > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -418,16 +422,6 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       opened.stream.destroy();
       return;
     }
-    if (this.handshaking.size >= security.maxPendingHandshakes) {
-      // Over the bound, the oldest pending handshake goes, not the newcomer: connections that never
-      // speak cannot lock out a client whose handshake takes a millisecond.
-      const oldest = this.handshaking.values().next().value!;
-      this.handshaking.delete(oldest);
-      debug('%d handshakes pending (maxPendingHandshakes): closing the oldest', this.handshaking.size + 1);
-      // Told why, with a code a client retries (SERVER_UNAVAILABLE, not the permanent TOO_MANY_CLIENTS):
-      // under a burst of legitimate connects the oldest may simply not have been read yet.
-      rejectHello(oldest, new IpcError('SERVER_UNAVAILABLE', `server "${this.options.id}" is busy: more than ${security.maxPendingHandshakes} connections were waiting to complete their handshake, and this one waited longest (try again)`));
-    }
     // Until admitted, a connection may send nothing bigger than a handshake frame.
     const link = new FramedLink(opened.stream, {
       maxMessageSize: Math.min(this.options.maxMessageSize, security.handshakeMaxFrameBytes),
@@ -436,7 +430,8 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       partialBudget: this.partialBudget,
     });
     link.countInto(this.metrics);
-    this.handshaking.add(link);
+    this.handshaking.set(link, performance.now());
+    if (this.handshaking.size > security.maxPendingHandshakes) this.trimPendingHandshakes();
     const startedAt = performance.now();
     awaitHello(link, security.handshakeTimeoutMs).then(
       async ({ hello, gate }) => {
@@ -491,6 +486,31 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     );
   }
 
+  /**
+   * Over maxPendingHandshakes, the oldest pending handshakes go, not the newcomers, so connections
+   * that never speak cannot lock out a client whose handshake takes a millisecond; but only those
+   * that waited PENDING_HANDSHAKE_GRACE_MS, so a burst of clients connecting at once all get in.
+   */
+  private trimPendingHandshakes(): void {
+    const max = this.options.security.maxPendingHandshakes;
+    const now = performance.now();
+    for (const [link, acceptedAt] of this.handshaking) {
+      if (this.handshaking.size <= max) return;
+      const waited = now - acceptedAt;
+      if (waited < PENDING_HANDSHAKE_GRACE_MS) {
+        this.trimTimer ??= startTimer(() => {
+          this.trimTimer = undefined;
+          this.trimPendingHandshakes();
+        }, Math.ceil(PENDING_HANDSHAKE_GRACE_MS - waited));
+        return;
+      }
+      this.handshaking.delete(link);
+      debug('%d handshakes pending (maxPendingHandshakes %d): closing the oldest', this.handshaking.size + 1, max);
+      // Told why, with a code a client retries (SERVER_UNAVAILABLE, not the permanent TOO_MANY_CLIENTS).
+      rejectHello(link, new IpcError('SERVER_UNAVAILABLE', `server "${this.options.id}" is busy: more than ${max} connections were waiting to complete their handshake, and this one waited longest (try again)`));
+    }
+  }
+
   /** A peer that sent frames before its WELCOME: refused with PROTOCOL_ERROR, counted as a bad message. */
   private refuseBreach(link: FramedLink, breach: IpcError): void {
     debug('refusing a connection: %s', breach.message);
@@ -542,7 +562,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
       this.metrics.errors++;
       link.destroy(error);
     };
-    for (const link of this.handshaking) close(link, 'a connection in its handshake');
+    for (const link of this.handshaking.keys()) close(link, 'a connection in its handshake');
     for (const entry of this.clients.values()) close(entry.connection.currentLink, `client "${entry.clientId}"`);
   }
 
