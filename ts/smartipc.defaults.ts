@@ -132,6 +132,8 @@ export const DEAD_LETTER_MAX_DATA_BYTES = 64 * 1024;
 export const LATENCY_WINDOW_MS = 60_000;
 /** Latency metrics keep at most this many keys (types, service.method); later ones count as '(other)'. */
 export const LATENCY_MAX_KEYS = 256;
+/** Handlers of fire-and-forget messages are timed one call in this many per type (a power of two); every call is counted. */
+export const LATENCY_SAMPLE_EVERY = 8;
 
 /** Retry (opt-in): defaults of IRetryOptions. */
 export const DEFAULT_RETRY = { initialDelay: 50, maxDelay: 1_000, on: ['CONNECTION_LOST', 'SERVICE_NOT_FOUND', 'NOT_CONNECTED', 'TIMEOUT'] } as const;

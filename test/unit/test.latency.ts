@@ -102,6 +102,26 @@ describe('LatencyRecorder', () => {
     assert.equal(summaries[`type${max}`], undefined);
   });
 
+  test(`sampled keys (message handlers): the first call and then one in ${defaults.LATENCY_SAMPLE_EVERY} is timed, every call is counted`, T, () => {
+    const recorder = new LatencyRecorder();
+    let timed = 0;
+    for (let i = 0; i < 1_000; i++) {
+      if (recorder.shouldTime('tick')) {
+        timed++;
+        recorder.record('tick', timed % 2 === 0 ? 1 : 3);
+      } else {
+        recorder.skip('tick');
+      }
+    }
+    // The first call, then every LATENCY_SAMPLE_EVERY-th of the 999 after it.
+    assert.equal(timed, 1 + Math.floor(999 / defaults.LATENCY_SAMPLE_EVERY), 'timed calls');
+    const summary = recorder.summaries().tick;
+    assert.equal(summary.count, 1_000, 'every call counted');
+    assert.ok(summary.p50 >= 0.9 && summary.p50 <= 3.2 && summary.p99 >= 2.9 && summary.max === 3, `percentiles from the timed calls: ${JSON.stringify(summary)}`);
+    // Another key interleaved does not disturb the first one's sampling.
+    assert.equal(recorder.shouldTime('other'), true, 'a new key is timed at once');
+  });
+
   test('memory stays flat over 1,000,000 samples (heap after GC)', T, (t) => {
     const gc = getGc();
     const recorder = new LatencyRecorder();

@@ -722,7 +722,9 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     this.lastMessageAt = this.link?.lastReceivedAt ?? this.lastMessageAt;
     this.activeHandlers++;
     if (isRequest) this.activeRequests++;
-    context.startedAt = performance.now();
+    // Handler time: every request (a hub's forward too: the time the routed call took); messages
+    // sampled per type, as two clock readings are a fifth of a small message's cost. -1: counted, not timed.
+    context.startedAt = isRequest || this.config.observer.handlers.shouldTime(context.type) ? performance.now() : -1;
     if (!raw && !isRequest) context.data = data;
     let result: unknown;
     try {
@@ -737,6 +739,8 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
       return;
     }
     if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+      // An asynchronous message handler is always timed (from here: its synchronous start is short).
+      if (context.startedAt < 0) context.startedAt = performance.now();
       // Only handlers still running can be cancelled: a synchronous answer needs no bookkeeping.
       if (isRequest) this.running.set(id, context);
       else (this.runningMessages ??= new Set()).add(context);
@@ -766,10 +770,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
 
   private handlerDone(id: number, context: HandlerContext, value: unknown): void {
     this.handlerFinished(context);
-    if (context.startedAt > 0) {
-      const now = performance.now();
-      this.config.observer.handlers.record(context.type, now - context.startedAt, now);
-    }
+    this.recordHandlerTime(context);
     if (!context.isRequest) return;
     const link = this.link;
     if (link === undefined || !link.isOpen) {
@@ -804,12 +805,18 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     }
   }
 
-  private handlerFailed(id: number, context: HandlerContext, thrown: unknown): void {
-    this.handlerFinished(context);
+  private recordHandlerTime(context: HandlerContext): void {
     if (context.startedAt > 0) {
       const now = performance.now();
       this.config.observer.handlers.record(context.type, now - context.startedAt, now);
+    } else if (context.startedAt < 0) {
+      this.config.observer.handlers.skip(context.type);
     }
+  }
+
+  private handlerFailed(id: number, context: HandlerContext, thrown: unknown): void {
+    this.handlerFinished(context);
+    this.recordHandlerTime(context);
     if (isPassThrough(thrown)) {
       // The library's own refusal or a relayed failure: the caller gets its code, not HANDLER_ERROR.
       if (context.isRequest) this.replyError(id, thrown);
