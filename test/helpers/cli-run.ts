@@ -17,11 +17,15 @@ export interface IRunOptions {
   timeoutMs?: number;
 }
 
-/** The environment a run starts from: the test's, minus anything that would change the CLI's behaviour. */
+/**
+ * The environment a run starts from: the test's, minus anything that would change the CLI's
+ * behaviour. `CI` and `NODE_DISABLE_COLORS` go too: under them Node's `hasColors()` says a
+ * terminal has no colours.
+ */
 export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const key of Object.keys(env)) {
-    if (key.startsWith('SMARTIPC_') || key === 'NO_COLOR' || key === 'FORCE_COLOR' || key === 'NODE_OPTIONS' || key === 'DEBUG') delete env[key];
+    if (key.startsWith('SMARTIPC_') || key === 'NO_COLOR' || key === 'FORCE_COLOR' || key === 'NODE_DISABLE_COLORS' || key === 'CI' || key === 'NODE_OPTIONS' || key === 'DEBUG') delete env[key];
   }
   return { ...env, ...extra };
 }
