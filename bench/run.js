@@ -5,7 +5,7 @@
 //
 //   node bench/run.js [--scenario S1,S3] [--impl baseline,smartipc] [--duration-ms 3000]
 //                     [--warmup-ms 1000] [--runs 3] [--stream-mib 1024] [--pin[=same|split]]
-//                     [--smoke] [--json <path>] [--cpu-prof]
+//                     [--smoke] [--json <path>] [--cpu-prof] [--trace]
 import { fork, spawn, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -146,10 +146,12 @@ const USAGE = `usage: node bench/run.js [options]
   --smoke              every scenario briefly, one run (CI: checks the bench still works)
   --json <path>        also write the JSON results there (always: bench/results/latest.json)
   --cpu-prof           run the children under node --cpu-prof (bench/results/profiles/)
+  --trace              a no-op subscriber on every smartipc diagnostics channel in the smartipc
+                       children (what an attached tracer costs)
   --help`;
 
 function parseArgs(argv) {
-  const options = { scenarios: Object.keys(SCENARIOS), impls: [...IMPLS], pin: undefined, smoke: false, json: undefined, cpuProf: false };
+  const options = { scenarios: Object.keys(SCENARIOS), impls: [...IMPLS], pin: undefined, smoke: false, json: undefined, cpuProf: false, trace: false };
   const explicit = {};
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
@@ -204,6 +206,9 @@ function parseArgs(argv) {
         break;
       case '--cpu-prof':
         options.cpuProf = true;
+        break;
+      case '--trace':
+        options.trace = true;
         break;
       case '--help':
       case '-h':
@@ -283,9 +288,11 @@ class Child {
   }
 }
 
-function spawnChild({ impl, role, config, cpu, cpuProfName }) {
+const TRACING_MODULE = pathToFileURL(path.join(BENCH_DIR, 'smartipc', 'tracing.js')).href;
+
+function spawnChild({ impl, role, config, cpu, cpuProfName, trace }) {
   const script = path.join(BENCH_DIR, impl, ROLE_SCRIPTS[role]);
-  const nodeArgs = [];
+  const nodeArgs = trace && impl === 'smartipc' ? ['--import', TRACING_MODULE] : [];
   if (cpuProfName) {
     fs.mkdirSync(path.join(RESULTS_DIR, 'profiles'), { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${path.join(RESULTS_DIR, 'profiles')}`, `--cpu-prof-name=${cpuProfName}`);
@@ -349,6 +356,7 @@ async function runOnce(id, impl, runIndex, options) {
         config: { ...config, role },
         cpu: pinFor(scenario, role, options),
         cpuProfName: options.cpuProf ? `${impl}-${id}-${role}-run${runIndex + 1}.cpuprofile` : undefined,
+        trace: options.trace,
       });
       const started = await Promise.race([children[role].waitFor('ready').then(() => ({ kind: 'ready' })), anyFailure(), anySkip(), deadline]);
       if (started.kind !== 'ready') {
@@ -527,7 +535,7 @@ async function main() {
   if (features.error) notes.push(features.error);
 
   console.log(`smartipc bench: ${options.scenarios.join(', ')} | ${options.impls.join(' vs ')} | ${options.runs} run(s) x (${options.warmupMs} ms warm-up + ${options.durationMs} ms)` +
-    `${options.scenarios.includes('S5') ? ` | S5 stream ${options.streamMiB} MiB` : ''}${options.pin ? ` | pinned (${options.pin}) for S1, S7` : ''}${options.smoke ? ' | smoke' : ''}`);
+    `${options.scenarios.includes('S5') ? ` | S5 stream ${options.streamMiB} MiB` : ''}${options.pin ? ` | pinned (${options.pin}) for S1, S7` : ''}${options.smoke ? ' | smoke' : ''}${options.trace ? ' | tracing subscribers attached' : ''}`);
 
   const report = { generatedAt: startedAt.toISOString(), machine: machineInfo(), options, notes, scenarios: {} };
   let errors = 0;

@@ -521,15 +521,28 @@ describe('tracing: smartipc:request, smartipc:handle, smartipc:stream', () => {
       pair.server.onMessage('traced.fails', () => {
         throw new Error('handler failed');
       });
+      // Asynchronous handlers too: a synchronous answer is traced without a promise, a later one with.
+      pair.server.onMessage('traced.later', async (data) => {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return data;
+      });
+      pair.server.onMessage('traced.laterFails', async () => {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        throw new Error('later failed');
+      });
       assert.deepEqual(await pair.client.request('traced.echo', { v: 1 }, { headers: { tenant: 'a' } }), { v: 1 });
       await expectIpcError(pair.client.request('traced.fails'), 'HANDLER_ERROR');
       await expectIpcError(pair.client.request('traced.nobody'), 'NO_HANDLER');
+      assert.equal(await pair.client.request('traced.later', 7), 7);
+      await expectIpcError(pair.client.request('traced.laterFails'), 'HANDLER_ERROR');
 
       const req = requests.sequences((ctx) => ctx.type.startsWith('traced.'));
       assert.deepEqual(req.map((s) => [s.ctx.type, s.events]), [
         ['traced.echo', COMPLETE],
         ['traced.fails', FAILED],
         ['traced.nobody', FAILED],
+        ['traced.later', COMPLETE],
+        ['traced.laterFails', FAILED],
       ]);
       const [ok, failed, nobody] = req.map((s) => s.ctx);
       assert.equal(ok.peerId, pair.id);
@@ -544,8 +557,11 @@ describe('tracing: smartipc:request, smartipc:handle, smartipc:stream', () => {
       assert.deepEqual(handled.map((s) => [s.ctx.type, s.events]), [
         ['traced.echo', COMPLETE],
         ['traced.fails', FAILED],
+        ['traced.later', COMPLETE],
+        ['traced.laterFails', FAILED],
       ]);
-      const [hOk, hFailed] = handled.map((s) => s.ctx);
+      const [hOk, hFailed, , hLaterFailed] = handled.map((s) => s.ctx);
+      assert.ok(hLaterFailed.error instanceof Error && (hLaterFailed.error as Error).message === 'later failed', 'the rejection is on the handle context');
       assert.equal(hOk.peerId, pair.client.getClientId());
       assert.equal(hOk.id, ok.id, 'the handler side sees the same request id');
       assert.ok(hOk.bytes > 0, 'bytes received are set');

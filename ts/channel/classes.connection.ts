@@ -4,7 +4,7 @@ import type { IRequestOptions } from '../interfaces/options.js';
 import type { TMessageHandler } from '../interfaces/events.js';
 import type { TDeadLetterReason } from '../interfaces/observability.js';
 import type { Observer } from '../features/observability/classes.observer.js';
-import { handleChannel, messageChannel, requestChannel, traceWithoutResult, type ITraceContext } from '../features/observability/tracing.js';
+import { handleChannel, messageChannel, requestChannel, traceMaybeAsync, traceWithoutResult, type ITraceContext } from '../features/observability/tracing.js';
 import type { IConnectionFeature, IConnectionHost } from '../interfaces/hosts.js';
 import type { FramedLink, ILinkHandler } from '../framing/classes.framedlink.js';
 import { PendingRequests, type IPendingRequest } from './rpc/classes.pendingrequests.js';
@@ -957,7 +957,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
       headers: context.headers ?? {},
       bytes: frame.payloadEnd - frame.payloadStart,
     };
-    return traceWithoutResult(handleChannel, trace, async () => handlerContextStorage.run(context, handler, data, context.peerId, context));
+    return traceMaybeAsync(handleChannel, trace, () => handlerContextStorage.run(context, handler, data, context.peerId, context));
   }
 
   private onHeartbeatTimeout(silentForMs: number): void {
