@@ -185,15 +185,33 @@ export async function registerWithServer(
   );
   // Until the server answers, nothing bigger than a handshake frame is accepted from it.
   link.setMaxIncomingFrameBytes(Math.min(hello.maxMessageSize, DEFAULT_HANDSHAKE_MAX_FRAME_BYTES));
+  const helloJson = JSON.stringify(hello);
   try {
-    sendJsonFrame(link, EFrameKind.Hello, hello);
+    link.send({ kind: EFrameKind.Hello, encoding: EPayloadEncoding.Json, id: 0, type: '', payload: helloJson });
   } catch (err) {
     answer.catch(() => undefined); // settles through the destroy below; the send error is the one to report
     link.destroy(err as IpcError);
     throw err;
   }
-  const { value, gate } = await answer;
-  return { welcome: value, gate };
+  try {
+    const { value, gate } = await answer;
+    return { welcome: value, gate };
+  } catch (err) {
+    throw explainOversizedHello(err, Buffer.byteLength(helloJson));
+  }
+}
+
+/**
+ * A server closes a connection whose HELLO is over its handshakeMaxFrameBytes without an answer
+ * (it never reads the frame), so the client only sees the close: say the likely reason.
+ */
+function explainOversizedHello(err: unknown, helloBytes: number): unknown {
+  if (!(err instanceof IpcError) || err.code !== 'CONNECTION_LOST' || helloBytes <= DEFAULT_HANDSHAKE_MAX_FRAME_BYTES) return err;
+  return new IpcError(
+    'CONNECTION_LOST',
+    `${err.message}; this client's HELLO is ${helloBytes} bytes, over the ${DEFAULT_HANDSHAKE_MAX_FRAME_BYTES} bytes a server accepts before admitting a client unless its handshakeMaxFrameBytes is raised: shrink authToken or metadata`,
+    { cause: err },
+  );
 }
 
 /** Frames a client may send after its HELLO before it is admitted: a smartipc client sends none. */
