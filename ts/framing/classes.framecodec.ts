@@ -299,16 +299,23 @@ export interface IFrameDecoderSink {
   onFrame(frame: IFrame): void;
   /** The stream is unusable after this: the decoder ignores all further input. */
   onFrameError(error: IpcError): void;
+  /** Whether this stream may hold `bytes` for one incomplete frame (a server's partial budget); absent: yes. */
+  mayHold?(bytes: number): boolean;
 }
 
 /**
  * Turns a byte stream into frames, whatever the chunk boundaries. Frames wholly inside a chunk are
- * views into it (no copy); a frame that spans chunks is assembled once, when its last byte arrives.
+ * views into it (no copy); a frame that spans chunks is copied once: joined when its last byte
+ * arrives or, for a large one, assembled in place from three quarters received.
  * The length prefix is checked against `maxFrameBytes` before a byte of the frame is buffered.
  */
+/** Frames from this size on are assembled in place once three quarters have arrived. */
+const ASSEMBLE_FROM_BYTES = 256 * 1024;
+
 export class FrameDecoder {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  private assembly: Buffer | undefined;
   /** Total size (prefix included) of the frame being assembled, or -1 until its prefix is known. */
   private needed = -1;
   private failed = false;
@@ -317,9 +324,9 @@ export class FrameDecoder {
 
   constructor(private maxFrameBytes: number, private readonly sink: IFrameDecoderSink) {}
 
-  /** Bytes held for an incomplete frame. */
+  /** Bytes held for an incomplete frame (the whole frame once it is being assembled in place). */
   public get bufferedBytes(): number {
-    return this.pendingBytes;
+    return this.assembly !== undefined ? this.assembly.length : this.pendingBytes;
   }
 
   /** True while part of a frame has arrived and the rest has not. */
@@ -340,6 +347,23 @@ export class FrameDecoder {
       this.parse(chunk);
       return;
     }
+    if (this.assembly !== undefined) {
+      const room = this.needed - this.pendingBytes;
+      if (chunk.length < room) {
+        chunk.copy(this.assembly, this.pendingBytes);
+        this.pendingBytes += chunk.length;
+        return;
+      }
+      chunk.copy(this.assembly, this.pendingBytes, 0, room);
+      const frame = this.assembly;
+      this.assembly = undefined;
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.needed = -1;
+      this.parse(frame);
+      if (room < chunk.length && !this.failed) this.push(chunk.subarray(room));
+      return;
+    }
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
     if (this.needed < 0) {
@@ -348,7 +372,18 @@ export class FrameDecoder {
       if (!this.acceptLength(length)) return;
       this.needed = FRAME_PREFIX_BYTES + length;
     }
-    if (this.pendingBytes < this.needed) return;
+    if (this.pendingBytes < this.needed) {
+      // Most of a large frame is here: assemble the rest in place as it arrives (each chunk copied
+      // while fresh, none kept). Never before three quarters arrived, so a peer that announces a
+      // large frame makes us hold at most 4/3 of what it sent, and only within the budget.
+      if (this.needed >= ASSEMBLE_FROM_BYTES && this.pendingBytes * 4 >= this.needed * 3 && this.sink.mayHold?.(this.needed) !== false) {
+        this.assembly = Buffer.allocUnsafe(this.needed);
+        let at = 0;
+        for (const part of this.pending) at += part.copy(this.assembly, at);
+        this.pending = [];
+      }
+      return;
+    }
     const joined = Buffer.concat(this.pending, this.pendingBytes);
     this.pending = [];
     this.pendingBytes = 0;
@@ -475,6 +510,7 @@ export class FrameDecoder {
   private fail(error: IpcError): void {
     this.failed = true;
     this.pending = [];
+    this.assembly = undefined;
     this.pendingBytes = 0;
     this.sink.onFrameError(error);
   }

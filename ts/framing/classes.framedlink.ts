@@ -152,6 +152,16 @@ export class FramedLink implements IFrameDecoderSink {
     return this.partialSinceMs;
   }
 
+  /**
+   * IFrameDecoderSink: a large frame is assembled in place (a copy that leaves the chunks already
+   * received as garbage) only while a quarter of the server's partial budget covers it; under
+   * pressure chunks are kept as they came, so a flood of partial frames makes no garbage either.
+   */
+  public mayHold(bytes: number): boolean {
+    const budget = this.options.partialBudget;
+    return budget === undefined || budget.used - this.partialBytes + bytes <= budget.limit / 4;
+  }
+
   /** After each chunk: when an incomplete frame began, and its share of the server's partial budget. */
   private trackPartial(now: number): void {
     const held = this.decoder.bufferedBytes;
