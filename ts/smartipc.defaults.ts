@@ -53,6 +53,11 @@ export const MAX_TIMER_DELAY_MS = 2_147_483_647;
 export const WRITE_SLAB_BYTES = 64 * 1024;
 export const WRITE_COPY_THRESHOLD_BYTES = 16 * 1024;
 /**
+ * A frame that spans socket reads is joined when its last byte arrives; from this size on it is
+ * assembled in place once three quarters have arrived (later chunks copied while fresh).
+ */
+export const ASSEMBLE_IN_PLACE_FROM_BYTES = 256 * 1024;
+/**
  * Frames sent while a received chunk is being dispatched (answers to a batch of requests) are
  * written once this much is queued, instead of after the whole chunk: the peer can work on the
  * first answers meanwhile. 4 KiB doubled pipelined request throughput between two processes.

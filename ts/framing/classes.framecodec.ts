@@ -4,7 +4,7 @@ import { checkJsonDepth } from './jsondepth.js';
 
 /** Headers are small JSON objects; nesting deeper than this is refused with the frame. */
 const HEADERS_MAX_JSON_DEPTH = 64;
-import { WRITE_COPY_THRESHOLD_BYTES, WRITE_SLAB_BYTES } from '../smartipc.defaults.js';
+import { ASSEMBLE_IN_PLACE_FROM_BYTES, WRITE_COPY_THRESHOLD_BYTES, WRITE_SLAB_BYTES } from '../smartipc.defaults.js';
 import {
   FLAG_ENCODING_MASK,
   FLAG_HAS_ATTACHMENTS,
@@ -309,9 +309,6 @@ export interface IFrameDecoderSink {
  * arrives or, for a large one, assembled in place from three quarters received.
  * The length prefix is checked against `maxFrameBytes` before a byte of the frame is buffered.
  */
-/** Frames from this size on are assembled in place once three quarters have arrived. */
-const ASSEMBLE_FROM_BYTES = 256 * 1024;
-
 export class FrameDecoder {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
@@ -376,7 +373,7 @@ export class FrameDecoder {
       // Most of a large frame is here: assemble the rest in place as it arrives (each chunk copied
       // while fresh, none kept). Never before three quarters arrived, so a peer that announces a
       // large frame makes us hold at most 4/3 of what it sent, and only within the budget.
-      if (this.needed >= ASSEMBLE_FROM_BYTES && this.pendingBytes * 4 >= this.needed * 3 && this.sink.mayHold?.(this.needed) !== false) {
+      if (this.needed >= ASSEMBLE_IN_PLACE_FROM_BYTES && this.pendingBytes * 4 >= this.needed * 3 && this.sink.mayHold?.(this.needed) !== false) {
         this.assembly = Buffer.allocUnsafe(this.needed);
         let at = 0;
         for (const part of this.pending) at += part.copy(this.assembly, at);
