@@ -455,6 +455,51 @@ for (const kind of TRANSPORTS) {
       assert.ok(ms >= 450 && ms < 1_800, `closed after ${ms.toFixed(0)} ms`);
     });
 
+    test('frames arriving back to back, none ending where a write ends, are each timed on their own', T, async (t) => {
+      // Found by the reliability suite: the clock of the first incomplete frame used to run on
+      // until a chunk happened to end on a frame boundary, so a steady stream of large messages was
+      // cut after frameTimeoutMs although every frame took a few ms.
+      const started = await startServer(kind, { frameTimeoutMs: 500 }, 'backtoback');
+      t.after(() => started.stop());
+      started.server.onMessage('echo', (data: unknown) => data);
+      const peer = await rawAdmitted(started.endpoint, started.id);
+      t.after(() => peer.socket.destroy());
+      const frames = Array.from({ length: 16 }, (_, i) => requestFrame(i + 1, 'echo', 'z'.repeat(10_000)));
+      const stream = Buffer.concat(frames);
+      // Each write ends in the middle of a frame; 100 ms between writes: 1.6 s in all, 3x frameTimeoutMs.
+      const cuts = frames.map((_, i) => Math.min(stream.length, Math.round(((i + 1.5) * stream.length) / frames.length)));
+      let from = 0;
+      for (const cut of cuts) {
+        if (cut > from) peer.socket.write(stream.subarray(from, cut));
+        from = cut;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await waitUntil(() => peer.frames.filter((f) => f.kind === EFrameKind.Response).length === frames.length || peer.socket.destroyed, 3_000, 'all answers');
+      assert.equal(peer.socket.destroyed, false, 'the connection was cut');
+      assert.equal(peer.frames.filter((f) => f.kind === EFrameKind.Response).length, frames.length);
+    });
+
+    test('time the server itself was blocked is not held against a frame in progress', T, async (t) => {
+      const started = await startServer(kind, { frameTimeoutMs: 500 }, 'blocked');
+      t.after(() => started.stop());
+      started.server.onMessage('echo', (data: unknown) => data);
+      const peer = await rawAdmitted(started.endpoint, started.id);
+      t.after(() => peer.socket.destroy());
+      const frame = requestFrame(1, 'echo', 'w'.repeat(100_000));
+      peer.socket.write(frame.subarray(0, frame.length >> 1));
+      const link = () => serverConnectionOf(started.server, peer.clientId)?.currentLink;
+      await waitUntil(() => (link()?.partialFrameBytes ?? 0) > 0, 3_000, 'the server to hold half the frame');
+      // This process (the server's) does nothing for 1.5 s: 3x frameTimeoutMs.
+      const blockedUntil = Date.now() + 1_500;
+      while (Date.now() < blockedUntil) {
+        // busy: no timer, no socket read runs meanwhile
+      }
+      peer.socket.write(frame.subarray(frame.length >> 1));
+      await waitUntil(() => peer.frames.some((f) => f.id === 1) || peer.socket.destroyed, 3_000, 'the answer');
+      assert.equal(peer.socket.destroyed, false, 'the peer was blamed for the server being blocked');
+      assert.equal(peer.frames.find((f) => f.id === 1)?.kind, EFrameKind.Response);
+    });
+
     test('reproduced with the deadline lifted: the byte-at-a-time peer is still connected after 3 s', T, async (t) => {
       // What the old build did: only the heartbeat (15 s + 5 s grace) would drop it.
       const started = await startServer(kind, { frameTimeoutMs: 60_000 }, 'trickleold');

@@ -225,3 +225,30 @@ describe('initial grace period', () => {
     assert.deepEqual(host.timeouts, [{ at: 450, silentForMs: 450 }]);
   });
 });
+
+describe('a stall of this process', () => {
+  test('a check that comes late (this process stopped or blocked) does not count the stall as the peer\'s silence', T, () => {
+    const { clock, host, heartbeat } = setup({ intervalMs: 100, timeoutMs: 400, initialGraceMs: 0 });
+    heartbeat.start();
+    talk(clock, heartbeat, 200, 30);
+    clock.advance(300); // quiet for 300 ms: within the 400 ms timeout
+    // 1 s without this process running: the peer's frames wait unread in the socket.
+    clock.stall(1_000);
+    assert.deepEqual(host.timeouts, [], 'timed out on its own stall');
+    heartbeat.heardFromPeer(); // what the peer sent meanwhile, read once the loop runs again
+    talk(clock, heartbeat, 1_000, 30);
+    assert.deepEqual(host.timeouts, []);
+  });
+
+  test('a peer that stays silent after the stall still times out, counted from the stall\'s end', T, () => {
+    const { clock, host, heartbeat } = setup({ intervalMs: 100, timeoutMs: 400, initialGraceMs: 0 });
+    heartbeat.start();
+    talk(clock, heartbeat, 200, 30);
+    clock.advance(300);
+    clock.stall(1_000); // the check at 1,500 ms forgives the stall, not the 300 ms before it
+    assert.equal(host.timeouts.length, 0);
+    clock.advance(500);
+    assert.equal(host.timeouts.length, 1);
+    assert.ok(host.timeouts[0].at <= 1_500 + 100 + 50, `timed out at ${host.timeouts[0].at}: the silence before the stall counts`);
+  });
+});

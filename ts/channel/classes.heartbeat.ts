@@ -27,6 +27,8 @@ export class Heartbeat {
   private lastPing = 0;
   private startedAt = 0;
   private heard = false;
+  private lastTick = 0;
+  private tickMs = 0;
 
   constructor(
     private readonly host: IHeartbeatHost,
@@ -40,8 +42,9 @@ export class Heartbeat {
     this.startedAt = now;
     this.lastHeard = now;
     this.lastPing = now;
-    const tickMs = Math.max(10, Math.min(this.options.intervalMs, Math.floor(this.options.timeoutMs / CHECKS_PER_TIMEOUT)));
-    this.timer = this.clock.setInterval(this.tick, tickMs);
+    this.lastTick = now;
+    this.tickMs = Math.max(10, Math.min(this.options.intervalMs, Math.floor(this.options.timeoutMs / CHECKS_PER_TIMEOUT)));
+    this.timer = this.clock.setInterval(this.tick, this.tickMs);
   }
 
   /** Called for every frame received; cheap on purpose (the hot path). */
@@ -60,6 +63,11 @@ export class Heartbeat {
       this.heard = false;
       this.lastHeard = now;
     }
+    // A check that comes more than a tick late found this process stopped or its event loop
+    // blocked: what the peer sent meanwhile may be waiting unread, so the silence is not its own.
+    const late = now - this.lastTick - this.tickMs;
+    this.lastTick = now;
+    if (late > this.tickMs) this.lastHeard = Math.min(now, this.lastHeard + late);
     const silentFor = now - this.lastHeard;
     const inGrace = now - this.startedAt < this.options.initialGraceMs + this.options.timeoutMs;
     if (silentFor > this.options.timeoutMs && !inGrace) {

@@ -326,6 +326,9 @@ export class FrameDecoder {
     return this.assembly !== undefined ? this.assembly.length : this.pendingBytes;
   }
 
+  /** Frames decoded so far: a link tells from it whether the incomplete frame it holds is a new one. */
+  public framesDecoded = 0;
+
   /** True while part of a frame has arrived and the rest has not. */
   public get hasPartialFrame(): boolean {
     return this.pendingBytes > 0;
@@ -404,6 +407,7 @@ export class FrameDecoder {
       const frame = this.decodeFrame(buf, offset + FRAME_PREFIX_BYTES, frameEnd);
       offset = frameEnd;
       if (frame === undefined) return;
+      this.framesDecoded++;
       this.sink.onFrame(frame);
     }
     if (!this.failed && offset < end) {

@@ -62,6 +62,8 @@ export class FramedLink implements IFrameDecoderSink {
   /** Bytes of an incomplete frame counted in the partial budget, and since when (Date.now(); 0: none). */
   private partialBytes = 0;
   private partialSinceMs = 0;
+  /** The decoder's frame count when partialSinceMs was set: another frame completed since means another frame began. */
+  private partialFramesDecoded = 0;
   /** True while the frames of a received chunk are being handled (see scheduleFlush). */
   private dispatching = false;
   private closed = false;
@@ -152,6 +154,11 @@ export class FramedLink implements IFrameDecoderSink {
     return this.partialSinceMs;
   }
 
+  /** Time this side was not running (a stopped process, a blocked event loop) is not the peer's: the frame's clock moves on by it. */
+  public excusePartialFrame(ms: number): void {
+    if (this.partialSinceMs !== 0) this.partialSinceMs += ms;
+  }
+
   /**
    * IFrameDecoderSink: a large frame is assembled in place (a copy that leaves the chunks already
    * received as garbage) only while a quarter of the server's partial budget covers it; under
@@ -167,8 +174,10 @@ export class FramedLink implements IFrameDecoderSink {
     const held = this.decoder.bufferedBytes;
     if (held === 0) {
       this.partialSinceMs = 0;
-    } else if (this.partialSinceMs === 0) {
+    } else if (this.partialSinceMs === 0 || this.decoder.framesDecoded !== this.partialFramesDecoded) {
+      // Frames that keep arriving back to back, none ending where a chunk ends, are each timed on their own.
       this.partialSinceMs = now;
+      this.partialFramesDecoded = this.decoder.framesDecoded;
     }
     const budget = this.options.partialBudget;
     if (budget === undefined || held === this.partialBytes) return;

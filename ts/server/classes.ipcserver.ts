@@ -93,6 +93,7 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   private readonly partialBudget: IPartialFrameBudget;
   /** Looks for frames that take longer than frameTimeoutMs to arrive, while running. */
   private frameSweep?: NodeJS.Timeout;
+  private lastFrameSweepAt = 0;
   /** Fire-and-forget frames refused by permissions or the rate limit (dropped, and dead letters). */
   private readonly refusals = { forbidden: 0, rateLimited: 0 };
   private readonly pubsub: PubSubBroker;
@@ -163,7 +164,8 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     this.state = 'running';
     this.startedAt = Date.now();
     this.totalConnections = 0;
-    this.frameSweep = setInterval(() => this.sweepSlowFrames(), Math.min(FRAME_TIMEOUT_SWEEP_MS, this.options.security.frameTimeoutMs));
+    this.lastFrameSweepAt = Date.now();
+    this.frameSweep = setInterval(() => this.sweepSlowFrames(), this.frameSweepIntervalMs());
     this.frameSweep.unref();
     debug('server %s listening on %s', this.options.id, this.medium.describe());
     this.emit('start');
@@ -549,12 +551,23 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
     return false;
   }
 
+  private frameSweepIntervalMs(): number {
+    return Math.min(FRAME_TIMEOUT_SWEEP_MS, this.options.security.frameTimeoutMs);
+  }
+
   /** Closes connections whose incomplete frame began longer than frameTimeoutMs ago (a byte-at-a-time sender holds nothing for long). */
   private sweepSlowFrames(): void {
     const limit = this.options.security.frameTimeoutMs;
     const now = Date.now();
+    // A sweep that comes late found this process stopped or its event loop blocked: meanwhile the
+    // peers' bytes waited unread, so that time is not held against their frames.
+    const interval = this.frameSweepIntervalMs();
+    const late = now - this.lastFrameSweepAt - interval;
+    this.lastFrameSweepAt = now;
+    const excusedMs = late > interval ? late : 0;
     const close = (link: FramedLink | undefined, who: string) => {
       if (link === undefined) return;
+      if (excusedMs > 0) link.excusePartialFrame(excusedMs);
       const since = link.partialSince;
       if (since === 0 || now - since <= limit) return;
       const error = new IpcError('PROTOCOL_ERROR', `${who} closed: a frame began ${now - since} ms ago and is still not complete (frameTimeoutMs ${limit})`);
