@@ -82,6 +82,9 @@ export function observeFrames(connection: IpcConnection, kind: TFrameKind, onFra
   };
 }
 
+// A subscription as an iterator or Observable (the NATS client uses them too).
+export { subscriptionIterator, subscriptionObservable, type ISubscriptionSource } from './features/pubsub/subscription.adapters.js';
+
 // The library's own diagnostics channel objects (a test spies on them to prove nothing is traced unobserved).
 export { requestChannel, handleChannel, streamChannel, connectChannel, disconnectChannel, messageChannel, publishChannel, deadLetterChannel } from './features/observability/tracing.js';
 

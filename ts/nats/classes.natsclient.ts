@@ -404,88 +404,23 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
    * an `unsubscribe` of the pattern, or the client's disconnect.
    */
   public subscribeIterator<T = unknown>(pattern: string, options: smartipc.ISubscribeIteratorOptions = {}): AsyncIterableIterator<smartipc.IPublishedMessage<T>> {
-    const problem = smartipc.describeInvalidPattern(pattern);
-    if (problem !== undefined) throw smartipc.invalidArgument(problem);
-    const maxBuffered = options.maxBuffered ?? smartipc.defaults.DEFAULT_SUBSCRIBE_ITERATOR_MAX_BUFFERED;
-    if (!Number.isInteger(maxBuffered) || maxBuffered < 1) throw smartipc.invalidArgument(`maxBuffered must be a positive integer, got ${String(maxBuffered)}`);
-    const buffer: smartipc.IPublishedMessage<T>[] = [];
-    let waiting: { resolve: (result: IteratorResult<smartipc.IPublishedMessage<T>>) => void; reject: (error: Error) => void } | undefined;
-    let done = false;
-    let failure: Error | undefined;
-    const finish = () => {
-      done = true;
-      const w = waiting;
-      waiting = undefined;
-      w?.resolve({ value: undefined, done: true });
-    };
-    const handler: smartipc.TSubscriptionHandler = (data, info) => {
-      const message: smartipc.IPublishedMessage<T> = { topic: info.topic, from: info.from, data: data as T };
-      if (waiting !== undefined) {
-        const w = waiting;
-        waiting = undefined;
-        w.resolve({ value: message, done: false });
-        return;
-      }
-      buffer.push(message);
-      if (buffer.length > maxBuffered) {
-        buffer.shift();
-        this.pubsubStats.droppedLocally++;
-      }
-    };
-    this.addSubscription(pattern, handler, {}, finish).catch((err: Error) => {
-      done = true;
-      const w = waiting;
-      waiting = undefined;
-      if (w !== undefined) w.reject(err);
-      else failure = err;
+    return smartipc.subscriptionIterator(this.sourceFor<T>(pattern), options.maxBuffered, () => {
+      this.pubsubStats.droppedLocally++;
     });
-    const stop = async (): Promise<IteratorResult<smartipc.IPublishedMessage<T>>> => {
-      buffer.length = 0;
-      if (!done) {
-        done = true;
-        await this.removeHandler(pattern, handler);
-      }
-      return { value: undefined, done: true };
-    };
-    const iterator: AsyncIterableIterator<smartipc.IPublishedMessage<T>> = {
-      next: () => {
-        if (buffer.length > 0) return Promise.resolve({ value: buffer.shift()!, done: false });
-        if (failure !== undefined) {
-          const error = failure;
-          failure = undefined;
-          return Promise.reject(error);
-        }
-        if (done) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve, reject) => {
-          waiting = { resolve, reject };
-        });
-      },
-      return: stop,
-      [Symbol.asyncIterator]: () => iterator,
-    };
-    return iterator;
   }
 
   /** A pattern's messages as an rxjs Observable (cold: subscribing to it subscribes, unsubscribing unsubscribes; completes on the client's disconnect). */
   public subscribeObservable<T = unknown>(pattern: string): smartipc.Observable<smartipc.IPublishedMessage<T>> {
+    return smartipc.subscriptionObservable(this.sourceFor<T>(pattern));
+  }
+
+  private sourceFor<T>(pattern: string): smartipc.ISubscriptionSource<T> {
     const problem = smartipc.describeInvalidPattern(pattern);
     if (problem !== undefined) throw smartipc.invalidArgument(problem);
-    return new smartipc.Observable<smartipc.IPublishedMessage<T>>((observer) => {
-      let active = true;
-      const handler: smartipc.TSubscriptionHandler = (data, info) => observer.next({ topic: info.topic, from: info.from, data: data as T });
-      this.addSubscription(pattern, handler, {}, () => {
-        active = false;
-        observer.complete();
-      }).catch((err: Error) => {
-        active = false;
-        observer.error(err);
-      });
-      return () => {
-        if (!active) return;
-        active = false;
-        void this.removeHandler(pattern, handler);
-      };
-    });
+    return {
+      subscribe: (handler, onEnd) => this.addSubscription(pattern, handler as smartipc.TSubscriptionHandler, {}, onEnd),
+      unsubscribe: (handler) => this.removeHandler(pattern, handler as smartipc.TSubscriptionHandler),
+    };
   }
 
   /** Removes one handler without calling its onEnd (the iterator or Observable ends itself). */

@@ -81,75 +81,52 @@ export function publishDeadLetter(letter: IDeadLetter): void {
 
 /**
  * TracingChannel#tracePromise, except that the resolved value is not put on the context
- * (`context.result`): contexts never carry payload data. start, end, asyncStart, asyncEnd and
- * error are published as tracePromise does, and start's stores are bound around `fn`.
+ * (`context.result`): contexts never carry payload data. start's stores are bound around `fn`;
+ * a synchronous throw is published like a rejection (end, error, asyncStart, asyncEnd).
  */
 export function traceWithoutResult<C extends object, T>(channel: plugins.diagnosticsChannel.TracingChannel<C, C>, context: C, fn: () => Promise<T>): Promise<T> {
-  const { start, end, asyncStart, asyncEnd, error } = channel as unknown as Record<'start' | 'end' | 'asyncStart' | 'asyncEnd' | 'error', plugins.diagnosticsChannel.Channel & { runStores<R>(context: C, fn: () => R): R }>;
-  return start.runStores(context, () => {
-    try {
-      return fn().then(
-        (value) => {
-          asyncStart.publish(context);
-          asyncEnd.publish(context);
-          return value;
-        },
-        (err: unknown) => {
-          (context as { error?: unknown }).error = err;
-          error.publish(context);
-          asyncStart.publish(context);
-          asyncEnd.publish(context);
-          throw err;
-        },
-      );
-    } catch (err) {
-      (context as { error?: unknown }).error = err;
-      error.publish(context);
-      throw err;
-    } finally {
-      end.publish(context);
-    }
-  });
+  return traceMaybeAsync(channel, context, fn) as Promise<T>;
 }
 
 /**
- * traceWithoutResult for a function that may answer synchronously (a handler): a synchronous
- * answer publishes end, asyncStart and asyncEnd at once and is returned as it is, so a traced
- * synchronous handler costs no promise. The same five events, in the same order, as a promise.
+ * Traces `fn`, which may answer synchronously (a handler) or with a promise: start, end, then
+ * asyncStart and asyncEnd when it settles (error before them when it fails), on one context. A
+ * synchronous answer publishes them at once and is returned as it is, so a traced synchronous
+ * handler costs no promise.
  */
 export function traceMaybeAsync<C extends object>(channel: plugins.diagnosticsChannel.TracingChannel<C, C>, context: C, fn: () => unknown): unknown {
   const { start, end, asyncStart, asyncEnd, error } = channel as unknown as Record<'start' | 'end' | 'asyncStart' | 'asyncEnd' | 'error', plugins.diagnosticsChannel.Channel & { runStores<R>(context: C, fn: () => R): R }>;
+  const settled = (failed: boolean, err?: unknown): void => {
+    if (failed) {
+      (context as { error?: unknown }).error = err;
+      error.publish(context);
+    }
+    asyncStart.publish(context);
+    asyncEnd.publish(context);
+  };
   return start.runStores(context, () => {
     let result: unknown;
     try {
       result = fn();
     } catch (err) {
-      (context as { error?: unknown }).error = err;
       end.publish(context);
-      error.publish(context);
-      asyncStart.publish(context);
-      asyncEnd.publish(context);
+      settled(true, err);
       throw err;
     }
     end.publish(context);
     if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
       return Promise.resolve(result).then(
         (value) => {
-          asyncStart.publish(context);
-          asyncEnd.publish(context);
+          settled(false);
           return value;
         },
         (err: unknown) => {
-          (context as { error?: unknown }).error = err;
-          error.publish(context);
-          asyncStart.publish(context);
-          asyncEnd.publish(context);
+          settled(true, err);
           throw err;
         },
       );
     }
-    asyncStart.publish(context);
-    asyncEnd.publish(context);
+    settled(false);
     return result;
   });
 }

@@ -1,6 +1,5 @@
 import * as plugins from '../../plugins.js';
 import { IpcError, invalidArgument, isIpcErrorCode } from '../../smartipc.errors.js';
-import { DEFAULT_SUBSCRIBE_ITERATOR_MAX_BUFFERED } from '../../smartipc.defaults.js';
 import { EFrameKind, EPayloadEncoding, type IFrame, type TSerialization } from '../../interfaces/wire.js';
 import type { IConnectionFeature, IConnectionHost } from '../../interfaces/hosts.js';
 import { startTimer } from '../../smartipc.timers.js';
@@ -13,6 +12,7 @@ import type {
   TSubscriptionHandler,
 } from '../../interfaces/pubsub.js';
 import { TopicTrie, PUBLISH_FROM_SEPARATOR, assertValidPattern, assertValidTopic } from './classes.topictrie.js';
+import { subscriptionIterator, subscriptionObservable, type ISubscriptionSource } from './subscription.adapters.js';
 import { encodePayload, type IEncodedPayload } from '../../channel/serializer.js';
 import { debug } from '../../smartipc.log.js';
 import type { Observer } from '../observability/classes.observer.js';
@@ -234,69 +234,10 @@ export class ClientSubscriptions implements IConnectionFeature {
    */
   public iterate<T>(pattern: string, options: ISubscribeIteratorOptions = {}): AsyncIterableIterator<IPublishedMessage<T>> {
     assertValidPattern(pattern);
-    const maxBuffered = options.maxBuffered ?? DEFAULT_SUBSCRIBE_ITERATOR_MAX_BUFFERED;
-    if (!Number.isInteger(maxBuffered) || maxBuffered < 1) throw invalidArgument(`maxBuffered must be a positive integer, got ${String(maxBuffered)}`);
-    const buffer: IPublishedMessage<T>[] = [];
-    let waiting: { resolve: (result: IteratorResult<IPublishedMessage<T>>) => void; reject: (error: Error) => void } | undefined;
-    let done = false;
-    let failure: Error | undefined;
-    const finish = () => {
-      done = true;
-      const w = waiting;
-      waiting = undefined;
-      w?.resolve({ value: undefined, done: true });
-    };
-    const handler: TSubscriptionHandler<T> = (data, info) => {
-      const message: IPublishedMessage<T> = { topic: info.topic, from: info.from, data };
-      if (waiting !== undefined) {
-        const w = waiting;
-        waiting = undefined;
-        w.resolve({ value: message, done: false });
-        return;
-      }
-      buffer.push(message);
-      if (buffer.length > maxBuffered) {
-        const dropped = buffer.shift()!;
-        this.droppedLocally++;
-        this.host.observer.deadLetter({ reason: 'slowConsumer', type: dropped.topic, peerId: dropped.from, data: dropped.data, code: 'RATE_LIMITED', at: Date.now() });
-      }
-    };
-    this.subscribe(pattern, handler, {}, finish).catch((err: Error) => {
-      done = true;
-      const w = waiting;
-      waiting = undefined;
-      if (w !== undefined) w.reject(err);
-      else failure = err;
+    return subscriptionIterator(this.sourceFor<T>(pattern), options.maxBuffered, (dropped) => {
+      this.droppedLocally++;
+      this.host.observer.deadLetter({ reason: 'slowConsumer', type: dropped.topic, peerId: dropped.from, data: dropped.data, code: 'RATE_LIMITED', at: Date.now() });
     });
-    const stop = async (): Promise<IteratorResult<IPublishedMessage<T>>> => {
-      buffer.length = 0;
-      if (!done) {
-        finish();
-        await this.unsubscribe(pattern, handler as TSubscriptionHandler).catch(() => undefined);
-      }
-      return { value: undefined, done: true };
-    };
-    const iterator: AsyncIterableIterator<IPublishedMessage<T>> = {
-      next: () => {
-        if (buffer.length > 0) return Promise.resolve({ value: buffer.shift()!, done: false });
-        if (failure !== undefined) {
-          const error = failure;
-          failure = undefined;
-          return Promise.reject(error);
-        }
-        if (done) return Promise.resolve({ value: undefined, done: true });
-        if (waiting !== undefined) return Promise.reject(invalidArgument('next() called again before the previous next() settled'));
-        return new Promise((resolve, reject) => {
-          waiting = { resolve, reject };
-        });
-      },
-      return: () => stop(),
-      throw: (error?: unknown) => stop().then(() => Promise.reject(error)),
-      [Symbol.asyncIterator]() {
-        return iterator;
-      },
-    };
-    return iterator;
   }
 
   /**
@@ -306,22 +247,14 @@ export class ClientSubscriptions implements IConnectionFeature {
    */
   public observe<T>(pattern: string): plugins.smartrx.rxjs.Observable<IPublishedMessage<T>> {
     assertValidPattern(pattern);
-    return new plugins.smartrx.rxjs.Observable<IPublishedMessage<T>>((observer) => {
-      let active = true;
-      const handler: TSubscriptionHandler<T> = (data, info) => observer.next({ topic: info.topic, from: info.from, data });
-      this.subscribe(pattern, handler, {}, () => {
-        active = false;
-        observer.complete();
-      }).catch((err: Error) => {
-        active = false;
-        observer.error(err);
-      });
-      return () => {
-        if (!active) return;
-        active = false;
-        void this.unsubscribe(pattern, handler as TSubscriptionHandler).catch(() => undefined);
-      };
-    });
+    return subscriptionObservable(this.sourceFor<T>(pattern));
+  }
+
+  private sourceFor<T>(pattern: string): ISubscriptionSource<T> {
+    return {
+      subscribe: (handler, onEnd) => this.subscribe(pattern, handler, {}, onEnd),
+      unsubscribe: (handler) => this.unsubscribe(pattern, handler as TSubscriptionHandler).catch(() => undefined),
+    };
   }
 
   public getStats(): IClientPubSubStats {
