@@ -437,7 +437,9 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
     const promise = this.pending.add<TRes>(id, label, timeoutMs, options.signal, unlinkParent);
     try {
       if (open) {
-        const headersJson = headers === undefined || (trace !== undefined && headers === trace.headers && Object.keys(headers).length === 0 && options.headers === undefined) ? undefined : JSON.stringify(headers);
+        // A traced request carries a headers object for the tracer; left empty, nothing is sent.
+        const noHeaders = headers === undefined || (trace !== undefined && options.headers === undefined && Object.keys(headers).length === 0);
+        const headersJson = noHeaders ? undefined : JSON.stringify(headers);
         // The budget is what the caller's (clamped) timer will wait, not more.
         const bytes = link!.sendFrame(kind, out.encoding, id, type, headersJson, out.payload, timeoutMs === Infinity ? -1 : clampDelay(timeoutMs), out.attachments);
         this.config.metrics.messagesSent++;

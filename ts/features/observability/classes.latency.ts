@@ -82,7 +82,7 @@ export class LatencyRecorder {
   /** `ms` for `key`, measured up to `now` (performance.now()); past LATENCY_MAX_KEYS keys new ones are counted under '(other)'. */
   public record(key: string, ms: number, now: number = performance.now()): void {
     if (now - this.windowStartedAt > LATENCY_WINDOW_MS) this.rotate(now);
-    let histogram = this.histograms.get(key);
+    let histogram = this.lookup(key);
     if (histogram === undefined) {
       if (this.histograms.size >= LATENCY_MAX_KEYS) {
         key = '(other)';
