@@ -13,11 +13,20 @@ import {
 } from './nats.constants.js';
 import { describeInvalidNamespace, NatsSubjects } from './nats.subjects.js';
 import { debugNats } from './nats.log.js';
-import type { TNatsPayload } from './nats.codec.js';
+import { headerBytes, type TNatsPayload } from './nats.codec.js';
 import type { INatsBridgeEvents, INatsBridgeOptions, INatsClientOptions, INatsExposeOptions } from './interfaces.js';
 import { NatsClient } from './classes.natsclient.js';
 import { NatsExposure } from './classes.natsexposure.js';
 import { NatsServing } from './nats.serving.js';
+
+/** Encoded sender headers and their size on the wire. */
+export interface ISenderHeaders {
+  headers: MsgHdrs;
+  bytes: number;
+}
+
+/** Distinct senders (local clients publishing through an exposure) whose headers are kept encoded. */
+const SENDER_HEADER_CACHE_MAX = 1_024;
 
 const NATS_PACKAGE = '@nats-io/transport-node';
 
@@ -61,6 +70,7 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
   /** `<ns>.cancel`: ends with the connection. */
   private readonly cancelSubscription: Subscription;
   private readonly encodingHeaderCache = new Map<string, MsgHdrs>();
+  private readonly senderHeaderCache = new Map<string, ISenderHeaders>();
   private inboxCount = 0;
   private state: TBridgeState = 'connected';
   private readonly participants = new Set<INatsParticipant>();
@@ -247,6 +257,24 @@ export class NatsBridge extends plugins.events.EventEmitter<INatsBridgeEvents> {
       headers.encode = () => bytes;
     }
     return headers;
+  }
+
+  /**
+   * @internal The headers of a message or publish from `from` (Src on publishes, Sipc-Enc for
+   * payloads other than JSON) and their size, encoded once per combination (a bounded cache).
+   */
+  public senderHeaders(from: string, src: string | undefined, encoding: string | undefined): ISenderHeaders {
+    const key = `${from}\u0000${src ?? ''}\u0000${encoding ?? ''}`;
+    let cached = this.senderHeaderCache.get(key);
+    if (cached === undefined) {
+      const fields: Record<string, string> = { [NATS_HEADER.from]: from };
+      if (src !== undefined) fields[NATS_HEADER.src] = src;
+      if (encoding !== undefined) fields[NATS_HEADER.encoding] = encoding;
+      cached = { headers: this.constantHeaders(fields), bytes: headerBytes(fields) };
+      if (this.senderHeaderCache.size >= SENDER_HEADER_CACHE_MAX) this.senderHeaderCache.clear();
+      this.senderHeaderCache.set(key, cached);
+    }
+    return cached;
   }
 
   /** @internal The one header a reply or message in a payload encoding other than JSON carries (Sipc-Enc), encoded once. */

@@ -7,7 +7,7 @@ import { NatsOutbox, type INatsOutboxEntry } from './classes.natsoutbox.js';
 import { NatsStreamEndpoint } from './classes.natsstreams.js';
 import { NatsRequester, NatsServiceAnnouncer, gatherLists, mergeLists, replyError, replyValue, requestFields, retireSubscriptions, serveCall, type IOutgoingCall } from './nats.calls.js';
 import type { IRunningHandler } from './nats.serving.js';
-import type { NatsBridge } from './classes.natsbridge.js';
+import type { ISenderHeaders, NatsBridge } from './classes.natsbridge.js';
 import { debugNats } from './nats.log.js';
 import type { INatsClientConnectOptions, INatsClientEvents, INatsClientOptions, INatsClientStats, INatsServiceInfo, INatsSubscribeOptions } from './interfaces.js';
 
@@ -33,12 +33,6 @@ interface IProvidedService {
   readonly metadata: Record<string, unknown>;
   subscriptions: Subscription[];
   inFlight: number;
-}
-
-/** Headers encoded once per payload encoding (JSON: From only; others add Sipc-Enc). */
-interface ICachedHeaders {
-  headers: MsgHdrs;
-  bytes: number;
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -84,8 +78,6 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
   private readonly pubsubStats: smartipc.IClientPubSubStats = { subscriptions: 0, published: 0, received: 0, droppedLocally: 0 };
   private reconnectAttempts = 0;
   // Encoded once and reused for every message (From) and publish (From, Src), per payload encoding.
-  private readonly messageHeaders = new Map<string | undefined, ICachedHeaders>();
-  private readonly publishHeaders = new Map<string | undefined, ICachedHeaders>();
   private readonly requestPrefix: string;
   private readonly messagePrefix: string;
   private readonly topicPrefixLength: number;
@@ -189,7 +181,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.send(this.messagePrefix + encodeTypeCached(type), encoded, `message "${type}"`, this.cachedHeaders(this.messageHeaders, encoded.encoding, false));
+    return this.send(this.messagePrefix + encodeTypeCached(type), encoded, `message "${type}"`, this.bridge.senderHeaders(this.clientId, undefined, encoded.encoding));
   }
 
   /**
@@ -394,7 +386,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
       return Promise.reject(err);
     }
     this.pubsubStats.published++;
-    return this.send(this.bridge.subjects.topic(this.id, topic), encoded, `publish to "${topic}"`, this.cachedHeaders(this.publishHeaders, encoded.encoding, true));
+    return this.send(this.bridge.subjects.topic(this.id, topic), encoded, `publish to "${topic}"`, this.bridge.senderHeaders(this.clientId, this.src, encoded.encoding));
   }
 
   /**
@@ -694,20 +686,8 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
     return bytes;
   }
 
-  private cachedHeaders(cache: Map<string | undefined, ICachedHeaders>, encoding: string | undefined, publish: boolean): ICachedHeaders {
-    let cached = cache.get(encoding);
-    if (cached === undefined) {
-      const fields: Record<string, string> = { [NATS_HEADER.from]: this.clientId };
-      if (publish) fields[NATS_HEADER.src] = this.src;
-      if (encoding !== undefined) fields[NATS_HEADER.encoding] = encoding;
-      cached = { headers: this.bridge.constantHeaders(fields), bytes: headerBytes(fields) };
-      cache.set(encoding, cached);
-    }
-    return cached;
-  }
-
   /** A message or publish: to NATS now, or into the outbox while holding (or while the link is down and NATS has not said so yet). */
-  private send(subject: string, encoded: INatsEncoded, what: string, headers: ICachedHeaders): Promise<void> {
+  private send(subject: string, encoded: INatsEncoded, what: string, headers: ISenderHeaders): Promise<void> {
     const bytes = encoded.bytes + headers.bytes;
     try {
       this.bridge.checkSize(bytes, what);

@@ -304,7 +304,7 @@ export class NatsExposure {
       });
     } catch (err) {
       this.activeHandlers--;
-      replyError(this.bridge, reply, this.invokeError(err, type));
+      replyError(this.bridge, reply, toReplyError(err));
       return;
     }
     if (!isThenable(result)) {
@@ -340,12 +340,6 @@ export class NatsExposure {
     );
   }
 
-  /** invoke throws NO_HANDLER (the library's refusal) when the handler went away meanwhile; anything else was thrown by the handler. */
-  private invokeError(err: unknown, type: string): smartipc.IpcError {
-    if (err instanceof smartipc.IpcError && err.code === 'NO_HANDLER' && !this.hooks.getHandlerTypes().includes(type)) return err;
-    return toReplyError(err);
-  }
-
   private onMessage(msg: Msg, type: string): void {
     const headers = InboundHeaders.of(msg);
     let data: unknown;
@@ -359,7 +353,7 @@ export class NatsExposure {
     this.activeHandlers++;
     const failed = (err: unknown) => {
       this.activeHandlers--;
-      const error = this.invokeError(err, type);
+      const error = toReplyError(err);
       if (error.code === 'NO_HANDLER') debugNats('exposure %s: no handler for message "%s"; dropped', this.id, type);
       else this.emitError(new smartipc.IpcError(error.code, `handler for message "${type}" threw: ${error.message}`, { cause: err, ...(error.remote ? { remote: error.remote } : {}) }));
     };
@@ -419,17 +413,16 @@ export class NatsExposure {
   private forwardPublish(topic: string, local: smartipc.IEncodedPayload, from: string): void {
     if (this.closing) return;
     const encoded = fromEncoded(local);
-    const fields: Record<string, string> = { [NATS_HEADER.from]: from, [NATS_HEADER.src]: this.src };
-    if (encoded.encoding !== undefined) fields[NATS_HEADER.encoding] = encoded.encoding;
+    const headers = this.bridge.senderHeaders(from, this.src, encoded.encoding);
     const subject = this.bridge.subjects.topic(this.id, topic);
-    const bytes = encoded.bytes + headerBytes(fields);
+    const bytes = encoded.bytes + headers.bytes;
     try {
       this.bridge.checkSize(bytes, `publish to "${topic}"`);
       if (this.bridge.linkUp) {
-        this.bridge.publish(subject, encoded.payload, this.bridge.headers(fields));
+        this.bridge.publish(subject, encoded.payload, headers.headers);
         this.stats.publishesOut++;
       } else {
-        this.outbox.push({ subject, payload: encoded.payload, bytes, headers: () => this.bridge.headers(fields) });
+        this.outbox.push({ subject, payload: encoded.payload, bytes, headers: () => headers.headers });
       }
     } catch (err) {
       this.emitError(err as smartipc.IpcError);

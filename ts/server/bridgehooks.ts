@@ -8,6 +8,7 @@ import type { TMessageHandler } from '../interfaces/events.js';
 import type { IStreamInfo } from '../interfaces/streams.js';
 import type { IServiceInfo } from '../interfaces/services.js';
 import { HandlerContext, handlerContextStorage } from '../channel/rpc/classes.handlercontext.js';
+import { passThrough } from '../channel/rpc/rawpayload.js';
 import { decodeEncoded, encodePayload, type IEncodedPayload } from '../channel/serializer.js';
 import { isReservedType } from '../channel/handlers.js';
 import { CallContext } from '../features/services/callchain.js';
@@ -96,7 +97,7 @@ export function createBridgeHooks(sources: IBridgeHookSources): IBridgeHooks {
     },
     invoke: (data, invocation) => {
       const handler = sources.handlers.get(invocation.type);
-      if (handler === undefined || isReservedType(invocation.type)) throw new IpcError('NO_HANDLER', `no handler for "${invocation.type}" on server "${sources.id}"`);
+      if (handler === undefined || isReservedType(invocation.type)) throw passThrough(new IpcError('NO_HANDLER', `no handler for "${invocation.type}" on server "${sources.id}"`));
       const context = contextOf(new HandlerContext(invocation.type, invocation.isRequest, invocation.peerId), invocation);
       return handlerContextStorage.run(context, handler, data, invocation.peerId, context);
     },
@@ -126,10 +127,10 @@ export function createBridgeHooks(sources: IBridgeHookSources): IBridgeHooks {
     callService: (params, call) => {
       // Run inside a context carrying the remote chain, so the hub's call extends it (and inherits the deadline and signal).
       const chain = call.chain ?? [];
-      const outer = contextOf(new CallContext(chain.at(-1) ?? call.service, '(remote)', call.peerId, call.root ?? `${call.peerId}:${Date.now()}`, chain, true), call);
       if (chain.length === 0) {
         return sources.services.call(call.service, call.method, params, { headers: call.headers, ...(call.deadline !== undefined ? { timeout: Math.max(0, call.deadline - Date.now()) } : {}), ...(call.signal ? { signal: call.signal } : {}) }, sources.requestTimeoutMs);
       }
+      const outer = contextOf(new CallContext(chain.at(-1)!, '(remote)', call.peerId, call.root ?? `${call.peerId}:${Date.now()}`, chain, true), call);
       return handlerContextStorage.run(outer, () => sources.services.call(call.service, call.method, params, { headers: call.headers }, sources.requestTimeoutMs));
     },
   };
