@@ -1,5 +1,5 @@
 import * as plugins from './nats.plugins.js';
-import { smartipc, handlerContextStorage, describeInvalidName, type Msg, type MsgHdrs, type Subscription } from './nats.plugins.js';
+import { smartipc, handlerContextStorage, assertValidName, type Msg, type MsgHdrs, type Subscription } from './nats.plugins.js';
 import { DEFAULT_NATS_MAX_CONCURRENT_STREAMS, NATS_HEADER, NATS_PROBE_TIMEOUT_MS } from './nats.constants.js';
 import { InboundHeaders, budgetOf, decodeMsg, encodeChain, encodeData, encodeRoot, headerBytes, toReplyError, userHeaders, type INatsEncoded } from './nats.codec.js';
 import { decodeTopic, decodeType, encodeType as encodeTypeUncached } from './nats.subjects.js';
@@ -90,11 +90,11 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
     this.id = options.id;
     this.clientId = options.clientId ?? smartipc.generateClientId();
     this.json = (options.serialization ?? bridge.serialization) === 'json';
-    this.requestTimeoutMs = positive('requestTimeout', options.requestTimeout, smartipc.defaults.DEFAULT_REQUEST_TIMEOUT_MS);
-    this.maxCallDepth = positive('maxCallDepth', options.maxCallDepth, smartipc.defaults.DEFAULT_MAX_CALL_DEPTH);
+    this.requestTimeoutMs = smartipc.durationMs('requestTimeout', options.requestTimeout, smartipc.defaults.DEFAULT_REQUEST_TIMEOUT_MS, { allowZero: false });
+    this.maxCallDepth = smartipc.count('maxCallDepth', options.maxCallDepth, smartipc.defaults.DEFAULT_MAX_CALL_DEPTH);
     this.outboxBounds = {
-      maxMessages: positive('outbox.maxMessages', options.outbox?.maxMessages, smartipc.defaults.DEFAULT_OUTBOX_MAX_MESSAGES, true),
-      maxBytes: positive('outbox.maxBytes', options.outbox?.maxBytes, smartipc.defaults.DEFAULT_OUTBOX_MAX_BYTES, true),
+      maxMessages: smartipc.count('outbox.maxMessages', options.outbox?.maxMessages, smartipc.defaults.DEFAULT_OUTBOX_MAX_MESSAGES, { min: 0, allowInfinity: true }),
+      maxBytes: smartipc.bytes('outbox.maxBytes', options.outbox?.maxBytes, smartipc.defaults.DEFAULT_OUTBOX_MAX_BYTES, { allowZero: true }),
     };
     this.outbox = new NatsOutbox(this.outboxBounds.maxMessages, this.outboxBounds.maxBytes);
     this.inbox = bridge.newInbox();
@@ -117,7 +117,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
     this.streams = new NatsStreamEndpoint(bridge, {
       inbox: this.inbox,
       json: this.json,
-      maxConcurrentStreams: positive('maxConcurrentStreams', options.maxConcurrentStreams, DEFAULT_NATS_MAX_CONCURRENT_STREAMS),
+      maxConcurrentStreams: smartipc.count('maxConcurrentStreams', options.maxConcurrentStreams, DEFAULT_NATS_MAX_CONCURRENT_STREAMS),
       requestTimeoutMs: this.requestTimeoutMs,
       from: this.clientId,
       src: this.src,
@@ -232,8 +232,8 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
     let call: IOutgoingCall<TRes>;
     let chain: { root: string; chain: string[] };
     try {
-      checkName('service', service);
-      checkName('method', method);
+      assertValidName('service', service);
+      assertValidName('method', method);
       this.checkUsable();
       encoded = encodeData(params, this.json, `call ${service}.${method}`);
       this.bridge.checkSize(encoded.bytes + this.estimateHeaderBytes(options.headers) + 128, `call ${service}.${method}`);
@@ -254,7 +254,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
 
   /** A typed proxy: `api.method(params, opts?)` is `call(service, 'method', params, opts)`. */
   public service<TApi>(service: string): smartipc.TServiceProxy<TApi> {
-    checkName('service', service);
+    assertValidName('service', service);
     const cache = new Map<string, (params?: unknown, options?: smartipc.ICallOptions) => Promise<unknown>>();
     return new Proxy({} as smartipc.TServiceProxy<TApi>, {
       get: (_target, property) => {
@@ -277,12 +277,12 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
    * load. Allowed before connect() (subscribed then); resolves once nats-server has it.
    */
   public async provide(service: string, methods: smartipc.TServiceMethods, options: smartipc.IProvideOptions = {}): Promise<void> {
-    checkName('service', service);
+    assertValidName('service', service);
     if (methods === null || typeof methods !== 'object') throw smartipc.invalidArgument(`provide("${service}") needs an object of methods`);
     const names = Object.keys(methods);
     if (names.length === 0) throw smartipc.invalidArgument(`provide("${service}") needs at least one method`);
     for (const name of names) {
-      checkName('method', name);
+      assertValidName('method', name);
       if (typeof methods[name] !== 'function') throw smartipc.invalidArgument(`method "${name}" of service "${service}" must be a function`);
     }
     if (options === null || typeof options !== 'object') throw smartipc.invalidArgument('provide options must be an object');
@@ -299,7 +299,7 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
 
   /** Withdraws a service: no new calls reach it here; calls it is running finish. */
   public async unprovide(service: string): Promise<void> {
-    checkName('service', service);
+    assertValidName('service', service);
     const entry = this.provided.get(service);
     if (entry === undefined) return;
     this.provided.delete(service);
@@ -929,15 +929,4 @@ function encodeTypeCached(type: string): string {
   return tail;
 }
 
-function checkName(kind: 'service' | 'method', name: unknown): asserts name is string {
-  const problem = describeInvalidName(kind, name);
-  if (problem !== undefined) throw smartipc.invalidArgument(problem);
-}
 
-function positive(name: string, value: number | undefined, fallback: number, allowZero = false): number {
-  const v = value ?? fallback;
-  if (typeof v !== 'number' || Number.isNaN(v) || v < 0 || (!allowZero && v === 0)) {
-    throw smartipc.invalidArgument(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${String(value)}`);
-  }
-  return v;
-}

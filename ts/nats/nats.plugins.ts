@@ -17,7 +17,7 @@ export * as smartipc from '../internal.js';
 // (a service method called over NATS must run in it, like one called through the hub), and the
 // rule for service and method names.
 export { handlerContextStorage } from '../channel/rpc/classes.handlercontext.js';
-export { describeInvalidName } from '../features/services/callchain.js';
+export { assertValidName } from '../features/services/callchain.js';
 
 export type {
   NatsConnection,
