@@ -5,8 +5,7 @@ import { InboundHeaders, budgetOf, decodeMsg, encodeChain, encodeData, encodeRoo
 import { decodeTopic, decodeType, encodeType as encodeTypeUncached } from './nats.subjects.js';
 import { NatsOutbox, type INatsOutboxEntry } from './classes.natsoutbox.js';
 import { NatsStreamEndpoint } from './classes.natsstreams.js';
-import { NatsRequester, NatsServiceAnnouncer, gatherLists, mergeLists, replyError, replyValue, requestFields, retireSubscriptions, serveCall, type IOutgoingCall } from './nats.calls.js';
-import type { IRunningHandler } from './nats.serving.js';
+import { NatsRequester, NatsServiceAnnouncer, gatherLists, mergeLists, replyError, requestFields, retireSubscriptions, serveCall, serveReply, type IOutgoingCall } from './nats.calls.js';
 import type { ISenderHeaders, NatsBridge } from './classes.natsbridge.js';
 import { debugNats } from './nats.log.js';
 import type { INatsClientConnectOptions, INatsClientEvents, INatsClientOptions, INatsClientStats, INatsServiceInfo, INatsSubscribeOptions } from './interfaces.js';
@@ -861,52 +860,21 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
     if (user) context.headers = user;
     const budget = reply ? budgetOf(headers) : undefined;
     if (budget !== undefined) context.deadline = Date.now() + budget;
-    const failed = (thrown: unknown) => {
-      const error = toReplyError(thrown);
-      if (reply) replyError(this.bridge, reply, error);
-      else this.emitError(new smartipc.IpcError(error.code, `handler for message "${type}" threw: ${error.message}`, { cause: thrown, ...(error.remote ? { remote: error.remote } : {}) }));
-    };
     this.activeHandlers++;
-    let result: unknown;
-    try {
-      result = handlerContextStorage.run(context, handler, data, this.id, context);
-    } catch (err) {
-      this.activeHandlers--;
-      failed(err);
-      return;
-    }
-    if (result === null || typeof result !== 'object' || typeof (result as PromiseLike<unknown>).then !== 'function') {
-      this.activeHandlers--;
-      if (reply) replyValue(this.bridge, reply, result, this.json, `response to "${type}"`);
-      return;
-    }
-    // Aborted: no longer counted, its late result dropped.
-    const running: IRunningHandler | undefined = reply
-      ? {
-          reply,
-          owner: this,
-          deadline: budget === undefined ? Infinity : performance.now() + budget,
-          abort: (reason) => {
-            if (context.isAborted) return;
-            this.activeHandlers--;
-            context.abort(reason);
-          },
-        }
-      : undefined;
-    if (running) this.bridge.serving.track(running);
-    (result as PromiseLike<unknown>).then(
-      (value) => {
-        if (context.isAborted) return;
-        if (running) this.bridge.serving.untrack(running);
-        this.activeHandlers--;
-        if (reply) replyValue(this.bridge, reply, value, this.json, `response to "${type}"`);
+    serveReply(
+      this.bridge,
+      {
+        reply: reply || undefined,
+        owner: this,
+        budgetMs: budget,
+        json: this.json,
+        what: `response to "${type}"`,
+        context,
+        onEnd: () => this.activeHandlers--,
+        onError: (error, thrown) =>
+          this.emitError(new smartipc.IpcError(error.code, `handler for message "${type}" threw: ${error.message}`, { cause: thrown, ...(error.remote ? { remote: error.remote } : {}) })),
       },
-      (err: unknown) => {
-        if (context.isAborted) return;
-        if (running) this.bridge.serving.untrack(running);
-        this.activeHandlers--;
-        failed(err);
-      },
+      () => handlerContextStorage.run(context, handler, data, this.id, context),
     );
   }
 

@@ -5,8 +5,8 @@ import { decodeTopic, encodeType } from './nats.subjects.js';
 import { InboundHeaders, budgetOf, decodeMsg, encodeChain, encodeData, encodeRoot, fromEncoded, headerBytes, toReplyError, userHeaders, type INatsEncoded } from './nats.codec.js';
 import { NatsOutbox } from './classes.natsoutbox.js';
 import { NatsStreamEndpoint } from './classes.natsstreams.js';
-import { LiteSignal, type IRunningHandler } from './nats.serving.js';
-import { NatsRequester, NatsServiceAnnouncer, NatsServiceDirectory, readCall, replyError, replyValue, requestFields, retireSubscriptions } from './nats.calls.js';
+import { LiteSignal } from './nats.serving.js';
+import { NatsRequester, NatsServiceAnnouncer, NatsServiceDirectory, isThenable, readCall, replyError, requestFields, retireSubscriptions, serveReply } from './nats.calls.js';
 import type { NatsBridge } from './classes.natsbridge.js';
 import { debugNats } from './nats.log.js';
 import type { INatsExposeOptions } from './interfaces.js';
@@ -292,51 +292,32 @@ export class NatsExposure {
     const signal = new LiteSignal();
     this.stats.requests++;
     this.activeHandlers++;
-    let result: unknown;
-    try {
-      result = this.hooks.invoke(data, {
-        type,
-        peerId: headers.get(NATS_HEADER.from) ?? '',
-        isRequest: true,
-        ...(invocationHeaders ? { headers: invocationHeaders } : {}),
-        ...(budget !== undefined ? { deadline: Date.now() + budget } : {}),
-        signal: signal.asSignal(),
-      });
-    } catch (err) {
-      this.activeHandlers--;
-      replyError(this.bridge, reply, toReplyError(err));
-      return;
-    }
-    if (!isThenable(result)) {
-      this.activeHandlers--;
-      replyValue(this.bridge, reply, result, this.json, `response to "${type}"`);
-      return;
-    }
-    // Aborted (budget spent, caller gone, NATS dropped): no longer counted, its late result dropped.
-    const running: IRunningHandler = {
-      reply,
-      owner: this,
-      deadline: budget === undefined ? Infinity : performance.now() + budget,
-      abort: (reason) => {
-        if (signal.aborted) return;
-        this.activeHandlers--;
-        signal.abort(reason);
+    serveReply(
+      this.bridge,
+      {
+        reply,
+        owner: this,
+        budgetMs: budget,
+        json: this.json,
+        what: `response to "${type}"`,
+        context: {
+          get isAborted() {
+            return signal.aborted;
+          },
+          abort: (reason) => signal.abort(reason),
+        },
+        onEnd: () => this.activeHandlers--,
+        onLate: () => debugNats('exposure %s: late response to "%s" dropped', this.id, type),
       },
-    };
-    this.bridge.serving.track(running);
-    result.then(
-      (value) => {
-        if (signal.aborted) return debugNats('exposure %s: late response to "%s" dropped', this.id, type);
-        this.bridge.serving.untrack(running);
-        this.activeHandlers--;
-        replyValue(this.bridge, reply, value, this.json, `response to "${type}"`);
-      },
-      (err: unknown) => {
-        if (signal.aborted) return;
-        this.bridge.serving.untrack(running);
-        this.activeHandlers--;
-        replyError(this.bridge, reply, toReplyError(err));
-      },
+      () =>
+        this.hooks.invoke(data, {
+          type,
+          peerId: headers.get(NATS_HEADER.from) ?? '',
+          isRequest: true,
+          ...(invocationHeaders ? { headers: invocationHeaders } : {}),
+          ...(budget !== undefined ? { deadline: Date.now() + budget } : {}),
+          signal: signal.asSignal(),
+        }),
     );
   }
 
@@ -549,38 +530,21 @@ export class NatsExposure {
     const before = call.chain.slice(0, -1);
     const outer = new smartipc.CallContext(before.at(-1) ?? service, method, call.callerId, call.root, before, true);
     if (call.budgetMs !== undefined) outer.deadline = Date.now() + call.budgetMs;
-    const running: IRunningHandler = {
-      reply,
-      owner: this,
-      deadline: call.budgetMs === undefined ? Infinity : performance.now() + call.budgetMs,
-      abort: (reason) => {
-        if (outer.isAborted) return;
-        this.activeHandlers--;
-        outer.abort(reason);
-      },
-    };
     this.activeHandlers++;
-    this.bridge.serving.track(running);
-    let result: Promise<unknown>;
-    try {
-      result = handlerContextStorage.run(outer, () => this.hooks.callService(call.params, { service, method, peerId: call.callerId, ...(call.headers ? { headers: call.headers } : {}), chain: [] }));
-    } catch (err) {
-      result = Promise.reject(err);
-    }
-    result.then(
-      (value) => {
-        if (outer.isAborted) return;
-        this.bridge.serving.untrack(running);
-        this.activeHandlers--;
-        replyValue(this.bridge, reply, value, this.json, `result of ${service}.${method}`);
-      },
-      (err: unknown) => {
-        if (outer.isAborted) return;
-        this.bridge.serving.untrack(running);
-        this.activeHandlers--;
+    serveReply(
+      this.bridge,
+      {
+        reply,
+        owner: this,
+        budgetMs: call.budgetMs,
+        json: this.json,
+        what: `result of ${service}.${method}`,
+        context: outer,
+        onEnd: () => this.activeHandlers--,
         // The hub's own refusals and its instances' failures (already HANDLER_ERROR with remote) keep their code.
-        replyError(this.bridge, reply, err instanceof smartipc.IpcError ? err : toReplyError(err));
+        toError: (err) => (err instanceof smartipc.IpcError ? err : toReplyError(err)),
       },
+      () => handlerContextStorage.run(outer, () => this.hooks.callService(call.params, { service, method, peerId: call.callerId, ...(call.headers ? { headers: call.headers } : {}), chain: [] })),
     );
   }
 
@@ -681,7 +645,4 @@ function sameMethods(a: string[], b: Set<string>): boolean {
   return true;
 }
 
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return value !== null && typeof value === 'object' && typeof (value as PromiseLike<unknown>).then === 'function';
-}
 

@@ -294,47 +294,101 @@ export function serveCall(options: IServeOptions, msg: Msg, service: string, met
   const context = new smartipc.CallContext(service, method, call.callerId, call.root, call.chain, true);
   if (call.headers !== undefined) context.headers = call.headers;
   if (call.budgetMs !== undefined) context.deadline = Date.now() + call.budgetMs;
-  const what = `result of ${service}.${method}`;
   options.onStart();
+  serveReply(
+    bridge,
+    {
+      reply,
+      owner: options.owner,
+      budgetMs: call.budgetMs,
+      json: options.json,
+      what: `result of ${service}.${method}`,
+      context,
+      onEnd: options.onEnd,
+      onLate: () => debugNats('late result of %s.%s dropped: %s', service, method, context.reason!.message),
+    },
+    () => handlerContextStorage.run(context, fn, call.params, context),
+  );
+}
+
+/** How `serveReply` answers one handler run for a NATS caller. */
+export interface IServeReply {
+  /** The reply subject; without one (a message) nothing is answered and failures go to `onError`. */
+  reply: string | undefined;
+  owner: object;
+  /** The caller's budget (ms left when it arrived); undefined: none. */
+  budgetMs: number | undefined;
+  json: boolean;
+  /** What the answer is, for encoding errors. */
+  what: string;
+  /** Aborted (budget spent, caller gone, NATS dropped): its late result is dropped. */
+  context: { readonly isAborted: boolean; abort(reason: smartipc.IpcError): void };
+  /** Runs once when the handler stops counting: answered, failed, or aborted. */
+  onEnd(): void;
+  onLate?(): void;
+  /** How a failure is answered (default toReplyError: the library's refusals keep their code, the rest is HANDLER_ERROR). */
+  toError?(thrown: unknown): smartipc.IpcError;
+  /** A failure with no reply subject to answer on (a fire-and-forget message). */
+  onError?(error: smartipc.IpcError, thrown: unknown): void;
+}
+
+/**
+ * Runs a handler for a NATS caller and answers its reply subject: at once when it answers
+ * synchronously, else when its promise settles, tracked meanwhile (bridge.serving) so the caller's
+ * budget, its cancel or a NATS drop aborts it.
+ */
+export function serveReply(bridge: NatsBridge, serve: IServeReply, run: () => unknown): void {
+  const fail = (thrown: unknown): void => {
+    const error = (serve.toError ?? toReplyError)(thrown);
+    if (serve.reply !== undefined) replyError(bridge, serve.reply, error);
+    else serve.onError?.(error, thrown);
+  };
   let result: unknown;
   try {
-    result = handlerContextStorage.run(context, fn, call.params, context);
+    result = run();
   } catch (err) {
-    options.onEnd();
-    replyError(bridge, reply, toReplyError(err));
+    serve.onEnd();
+    fail(err);
     return;
   }
-  if (result === null || typeof result !== 'object' || typeof (result as PromiseLike<unknown>).then !== 'function') {
-    options.onEnd();
-    replyValue(bridge, reply, result, options.json, what);
+  if (!isThenable(result)) {
+    serve.onEnd();
+    if (serve.reply !== undefined) replyValue(bridge, serve.reply, result, serve.json, serve.what);
     return;
   }
-  // Aborted: no longer counted, its late result dropped.
-  const running: IRunningHandler = {
-    reply,
-    owner: options.owner,
-    deadline: call.budgetMs === undefined ? Infinity : performance.now() + call.budgetMs,
-    abort: (reason) => {
-      if (context.isAborted) return;
-      options.onEnd();
-      context.abort(reason);
-    },
-  };
-  bridge.serving.track(running);
-  (result as PromiseLike<unknown>).then(
+  const { context, reply } = serve;
+  const running: IRunningHandler | undefined =
+    reply === undefined
+      ? undefined
+      : {
+          reply,
+          owner: serve.owner,
+          deadline: serve.budgetMs === undefined ? Infinity : performance.now() + serve.budgetMs,
+          abort: (reason) => {
+            if (context.isAborted) return;
+            serve.onEnd();
+            context.abort(reason);
+          },
+        };
+  if (running !== undefined) bridge.serving.track(running);
+  result.then(
     (value) => {
-      if (context.isAborted) return debugNats('late result of %s.%s dropped: %s', service, method, context.reason!.message);
-      bridge.serving.untrack(running);
-      options.onEnd();
-      replyValue(bridge, reply, value, options.json, what);
+      if (context.isAborted) return serve.onLate?.();
+      if (running !== undefined) bridge.serving.untrack(running);
+      serve.onEnd();
+      if (reply !== undefined) replyValue(bridge, reply, value, serve.json, serve.what);
     },
     (err: unknown) => {
       if (context.isAborted) return;
-      bridge.serving.untrack(running);
-      options.onEnd();
-      replyError(bridge, reply, toReplyError(err));
+      if (running !== undefined) bridge.serving.untrack(running);
+      serve.onEnd();
+      fail(err);
     },
   );
+}
+
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && typeof value === 'object' && typeof (value as PromiseLike<unknown>).then === 'function';
 }
 
 // ---- the registry on NATS ----------------------------------------------------------------------------
