@@ -167,24 +167,34 @@ export class InboundHeaders {
     return Number.isInteger(code) ? code : 0;
   }
 
+  /** Whether the block is all ASCII (then no value needs UTF-8 decoding); tested once per message. */
+  private ascii?: boolean;
+
   public get(name: string): string | undefined {
     const block = this.block;
     if (block === undefined) return this.msg.headers?.get(name) || undefined;
     if (block.length === 0) return undefined;
-    const key = `\r\n${name}: `;
+    const key = headerKey(name);
     const at = block.indexOf(key);
     if (at < 0) return undefined;
     const start = at + key.length;
     const end = block.indexOf('\r\n', start);
     const value = block.slice(start, end < 0 ? block.length : end);
     // The block was read as latin1 (cheap); only non-ASCII values need UTF-8 decoding.
-    return /[^\x00-\x7f]/.test(value) ? Buffer.from(value, 'latin1').toString('utf8') : value;
+    this.ascii ??= !/[^\x00-\x7f]/.test(block);
+    return this.ascii || !/[^\x00-\x7f]/.test(value) ? value : Buffer.from(value, 'latin1').toString('utf8');
   }
 }
 
-/** One header's value (see InboundHeaders). */
-export function headerOf(msg: Msg, name: string): string | undefined {
-  return InboundHeaders.of(msg).get(name);
+/** `\r\nName: ` of each header name the bridge reads (a handful), built once. */
+const headerKeys = new Map<string, string>();
+function headerKey(name: string): string {
+  let key = headerKeys.get(name);
+  if (key === undefined) {
+    key = `\r\n${name}: `;
+    headerKeys.set(name, key);
+  }
+  return key;
 }
 
 /** The data of a message, by its Sipc-Enc header. Throws PROTOCOL_ERROR. */
