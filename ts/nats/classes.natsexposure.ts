@@ -300,12 +300,7 @@ export class NatsExposure {
         budgetMs: budget,
         json: this.json,
         what: `response to "${type}"`,
-        context: {
-          get isAborted() {
-            return signal.aborted;
-          },
-          abort: (reason) => signal.abort(reason),
-        },
+        context: signal,
         onEnd: () => this.activeHandlers--,
         onLate: () => debugNats('exposure %s: late response to "%s" dropped', this.id, type),
       },

@@ -49,6 +49,11 @@ export class LiteSignal {
     listener?.();
   }
 
+  /** As a handler context has it (serveReply). */
+  public get isAborted(): boolean {
+    return this.aborted;
+  }
+
   public asSignal(): AbortSignal {
     return this as unknown as AbortSignal;
   }
