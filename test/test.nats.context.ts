@@ -4,28 +4,18 @@
 // handler's headers and on into nested calls; Buffers whole and nested in both serializations with
 // the encoding in Sipc-Enc; streams from NATS clients at the server's `stream` listeners with the
 // sender's id; subscribeIterator and subscribeObservable.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import type { ICallContext, IMessageContext, IStreamInfo, IPublishInfo, IpcError } from '../ts/index.js';
 import { NATS_HEADER, type NatsBridge } from '../ts/nats/index.js';
 import type { Msg } from '@nats-io/transport-node';
 import { expectIpcError, uniqueId, waitUntil, withTimeout } from './helpers/fixtures.js';
-import { NatsScene, NatsServerProcess } from './helpers/nats-fixtures.js';
+import { natsServerForFile } from './helpers/nats-fixtures.js';
 
-let nats: NatsServerProcess;
-before(async () => {
-  nats = await NatsServerProcess.start();
-});
-after(async () => {
-  await nats?.dispose();
-});
+const nats = natsServerForFile();
 
-function scene(t: { after(fn: () => Promise<void>): void }): NatsScene {
-  const s = new NatsScene(nats);
-  t.after(() => s.close());
-  return s;
-}
+const scene = nats.scene;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

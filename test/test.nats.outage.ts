@@ -2,20 +2,14 @@
 // CONNECTION_LOST at once, what is sent during the outage waits in the outbox and arrives once and
 // in order after the restart (also when the exposing host reconnects later than the caller),
 // subscriptions are restored, and the outbox bound holds.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { SmartIpc, IpcError, type IPublishInfo } from '../ts/index.js';
 import { expectIpcError, waitForEvent, waitUntil, withTimeout } from './helpers/fixtures.js';
-import { NatsScene, NatsServerProcess } from './helpers/nats-fixtures.js';
+import { NatsScene, natsServerForFile } from './helpers/nats-fixtures.js';
 
-let nats: NatsServerProcess;
-before(async () => {
-  nats = await NatsServerProcess.start();
-});
-after(async () => {
-  await nats?.dispose();
-});
+const nats = natsServerForFile();
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -35,7 +29,7 @@ function track<T>(promise: Promise<T>) {
 }
 
 test('nats-server SIGKILLed and restarted on its port: in-flight requests CONNECTION_LOST at once; outage sends arrive once, in order; subscriptions restored', { timeout: 60_000 }, async (t) => {
-  const s = new NatsScene(nats);
+  const s = new NatsScene(nats.server);
   t.after(() => s.close());
   // The caller reconnects fast, the exposing host slowly: the caller's outbox must wait for the host.
   const callerBridge = await s.bridge({ reconnectTimeWait: 50 });
@@ -73,7 +67,7 @@ test('nats-server SIGKILLed and restarted on its port: in-flight requests CONNEC
   await sleep(100); // they reached the host
   const disconnected = waitForEvent<[IpcError]>(client, 'disconnect', 5_000);
   const killedAt = performance.now();
-  await nats.stop('SIGKILL');
+  await nats.server.stop('SIGKILL');
   const outcomes = await withTimeout(Promise.all(pending), 3_000, 'rejection of the pending requests');
   assert.ok(performance.now() - killedAt < 3_000);
   for (const outcome of outcomes) {
@@ -96,7 +90,7 @@ test('nats-server SIGKILLed and restarted on its port: in-flight requests CONNEC
   assert.ok(attempts.length >= 1, 'no reconnecting event while NATS was down');
 
   const reconnected = waitForEvent(client, 'connect', 20_000);
-  await nats.restart();
+  await nats.server.restart();
   await reconnected;
   await withTimeout(Promise.all([...outage, outageRequest].map((o) => o.done)), 15_000, 'outage sends');
   for (const o of outage) assert.equal(o.state.error, undefined, `outage send failed: ${String(o.state.error)}`);
@@ -124,7 +118,7 @@ test('nats-server SIGKILLed and restarted on its port: in-flight requests CONNEC
 });
 
 test('the outbox is bounded while NATS is down: past maxMessages a send rejects NOT_CONNECTED at once; what fits goes out', { timeout: 60_000 }, async (t) => {
-  const s = new NatsScene(nats);
+  const s = new NatsScene(nats.server);
   t.after(() => s.close());
   const bridge = await s.bridge({ reconnectTimeWait: 50 });
   const server = await s.server();
@@ -135,7 +129,7 @@ test('the outbox is bounded while NATS is down: past maxMessages a send rejects 
   await bridge.expose(server);
   const client = await s.client(bridge, { id: server.options.id, outbox: { maxMessages: 5 } });
   const disconnected = waitForEvent(client, 'disconnect', 5_000);
-  await nats.stop('SIGKILL');
+  await nats.server.stop('SIGKILL');
   await disconnected;
   const fits = Array.from({ length: 5 }, (_, i) => client.sendMessage('record', i));
   await expectIpcError(client.sendMessage('record', 5), 'NOT_CONNECTED', 1_000);
@@ -143,7 +137,7 @@ test('the outbox is bounded while NATS is down: past maxMessages a send rejects 
   // Streams need a live connection.
   await expectIpcError(client.sendStream(Readable.from([Buffer.alloc(1)], { objectMode: false })), 'NOT_CONNECTED', 1_000);
   const reconnected = waitForEvent(client, 'connect', 20_000);
-  await nats.restart();
+  await nats.server.restart();
   await reconnected;
   await withTimeout(Promise.all(fits), 10_000, 'the messages that fit');
   await waitUntil(() => recorded.length === 5, 5_000);
@@ -151,7 +145,7 @@ test('the outbox is bounded while NATS is down: past maxMessages a send rejects 
 });
 
 test('services across a nats-server restart: a running handler is aborted with CONNECTION_LOST, providers and imports come back, calls made during the outage go out after it', { timeout: 60_000 }, async (t) => {
-  const s = new NatsScene(nats);
+  const s = new NatsScene(nats.server);
   t.after(() => s.close());
   const hostBridge = await s.bridge({ reconnectTimeWait: 50 });
   const providerBridge = await s.bridge({ reconnectTimeWait: 50 });
@@ -179,12 +173,12 @@ test('services across a nats-server restart: a running handler is aborted with C
   const hanging = caller.call(service, 'hang', null, { timeout: 30_000 }).catch((error: IpcError) => error.code);
   await sleep(100);
   const reconnected = Promise.all([waitForEvent(caller, 'connect', 20_000), waitForEvent(provider, 'connect', 20_000)]);
-  await nats.stop('SIGKILL');
+  await nats.server.stop('SIGKILL');
   assert.equal(await withTimeout(hanging, 3_000, 'the call in flight'), 'CONNECTION_LOST');
   await waitUntil(() => aborts.length === 1, 3_000, 'the provider aborts the running method');
   assert.deepEqual(aborts, ['CONNECTION_LOST']);
   const duringOutage = caller.call(service, 'echo', 3, { timeout: 20_000 });
-  await nats.restart();
+  await nats.server.restart();
   await reconnected;
   assert.equal(await withTimeout(duringOutage, 15_000, 'the call made during the outage'), 3);
   assert.equal(await caller.call(service, 'echo', 4), 4);

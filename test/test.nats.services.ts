@@ -3,25 +3,15 @@
 // services callable by the hub's clients (imported), load spread through queue groups,
 // SERVICE_NOT_FOUND / METHOD_NOT_FOUND at once, call chains and the hub's depth guard across hops,
 // listServices.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ICallContext } from '../ts/index.js';
 import { expectIpcError, uniqueId, waitUntil } from './helpers/fixtures.js';
-import { NatsScene, NatsServerProcess } from './helpers/nats-fixtures.js';
+import { natsServerForFile } from './helpers/nats-fixtures.js';
 
-let nats: NatsServerProcess;
-before(async () => {
-  nats = await NatsServerProcess.start();
-});
-after(async () => {
-  await nats?.dispose();
-});
+const nats = natsServerForFile();
 
-function scene(t: { after(fn: () => Promise<void>): void }): NatsScene {
-  const s = new NatsScene(nats);
-  t.after(() => s.close());
-  return s;
-}
+const scene = nats.scene;
 
 interface ISeen {
   callerId: string;

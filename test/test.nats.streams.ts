@@ -2,7 +2,7 @@
 // 8 MiB to a slow reader and 64 MiB at full speed, sha256 checked, memory bounded on both ends
 // (both ends live in this process: what is in flight between the source and the reader stays
 // within the credit windows, and the heap never holds the stream).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -13,18 +13,12 @@ import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import type { IStreamInfo } from '../ts/index.js';
 import { expectIpcError, uniqueId, withTimeout } from './helpers/fixtures.js';
-import { NatsScene, NatsServerProcess } from './helpers/nats-fixtures.js';
+import { NatsScene, natsServerForFile } from './helpers/nats-fixtures.js';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
 
-let nats: NatsServerProcess;
-before(async () => {
-  nats = await NatsServerProcess.start();
-});
-after(async () => {
-  await nats?.dispose();
-});
+const nats = natsServerForFile();
 
 const MiB = 1024 * 1024;
 
@@ -121,7 +115,7 @@ async function transfer(s: NatsScene, total: number, readDelayMs: number): Promi
 }
 
 test('an 8 MiB stream to a slow reader: sha256 intact, the sender held back by credit (in flight stays within the windows)', { timeout: 120_000 }, async (t) => {
-  const s = new NatsScene(nats);
+  const s = new NatsScene(nats.server);
   t.after(() => s.close());
   const result = await transfer(s, 8 * MiB, 2);
   assert.equal(result.received, 8 * MiB);
@@ -134,7 +128,7 @@ test('an 8 MiB stream to a slow reader: sha256 intact, the sender held back by c
 });
 
 test('a 64 MiB stream: sha256 intact, memory bounded on both ends (never the whole stream in memory)', { timeout: 180_000 }, async (t) => {
-  const s = new NatsScene(nats);
+  const s = new NatsScene(nats.server);
   t.after(() => s.close());
   const result = await transfer(s, 64 * MiB, 0);
   assert.equal(result.received, 64 * MiB);
@@ -146,7 +140,7 @@ test('a 64 MiB stream: sha256 intact, memory bounded on both ends (never the who
 });
 
 test('sendFile over NATS: meta (type, basename, size) and a sha256 the receiving bridge checks', { timeout: 30_000 }, async (t) => {
-  const s = new NatsScene(nats);
+  const s = new NatsScene(nats.server);
   t.after(() => s.close());
   const file = path.join(os.tmpdir(), `smartipc-nats-${process.pid}.bin`);
   const bytes = crypto.randomBytes(3 * MiB + 17);
@@ -170,7 +164,7 @@ test('sendFile over NATS: meta (type, basename, size) and a sha256 the receiving
 });
 
 test('streams: no host is NO_HANDLER, no stream listener is NO_HANDLER, a reader that cancels is STREAM_CANCELLED, object mode works', { timeout: 30_000 }, async (t) => {
-  const s = new NatsScene(nats);
+  const s = new NatsScene(nats.server);
   t.after(() => s.close());
   const [a, b] = [await s.bridge(), await s.bridge()];
   const nobody = await s.client(a, { id: uniqueId('nobody') });

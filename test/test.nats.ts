@@ -1,7 +1,7 @@
 // The NATS bridge against a real nats-server: requests and messages across two bridges, load
 // spread over two exposing hosts, no responders, oversize, pub/sub both ways, server-to-client
 // messages, close() draining, and the optional NATS client dependency.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as childProcess from 'node:child_process';
 import * as fs from 'node:fs';
@@ -10,21 +10,11 @@ import * as path from 'node:path';
 import { SmartIpc, type IpcClient, type IpcServer, type IPublishInfo } from '../ts/index.js';
 import { NatsBridge } from '../ts/nats/index.js';
 import { expectIpcError, uniqueId, waitUntil, withTimeout } from './helpers/fixtures.js';
-import { NatsScene, NatsServerProcess } from './helpers/nats-fixtures.js';
+import { NatsScene, natsServerForFile } from './helpers/nats-fixtures.js';
 
-let nats: NatsServerProcess;
-before(async () => {
-  nats = await NatsServerProcess.start();
-});
-after(async () => {
-  await nats?.dispose();
-});
+const nats = natsServerForFile();
 
-function scene(t: { after(fn: () => Promise<void>): void }): NatsScene {
-  const s = new NatsScene(nats);
-  t.after(() => s.close());
-  return s;
-}
+const scene = nats.scene;
 
 /** A local client of an exposed server (the subscriber on the far side of the bridge). */
 async function localClient(s: NatsScene, server: IpcServer): Promise<IpcClient> {
@@ -258,7 +248,7 @@ test('close() drains: requests in flight complete, new ones reject NOT_CONNECTED
 
 test('NatsBridge.connect: an unreachable server is SERVER_UNAVAILABLE; bad options are INVALID_ARGUMENT', { timeout: 20_000 }, async () => {
   await assert.rejects(NatsBridge.connect({ servers: 'nats://127.0.0.1:1', maxReconnectAttempts: 0, timeout: 1_000 }), (err: unknown) => (err as { code?: string }).code === 'SERVER_UNAVAILABLE');
-  for (const options of [{ servers: '' }, { servers: nats.url, namespace: 'a..b' }, { servers: nats.url, namespace: 'a.*' }, { servers: nats.url, serialization: 'xml' }]) {
+  for (const options of [{ servers: '' }, { servers: nats.server.url, namespace: 'a..b' }, { servers: nats.server.url, namespace: 'a.*' }, { servers: nats.server.url, serialization: 'xml' }]) {
     await assert.rejects(NatsBridge.connect(options as never), (err: unknown) => (err as { code?: string }).code === 'INVALID_ARGUMENT', JSON.stringify(options));
   }
 });

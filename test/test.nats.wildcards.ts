@@ -1,21 +1,15 @@
 // Differential: smartipc's topicMatches against what a real nats-server delivers, for random
 // patterns and topics (fast-check), through the bridge's subject mapping (escaped segments
 // included). Plus the subject mapping itself: escaping is injective and round-trips.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { describeInvalidPattern, describeInvalidTopic, topicMatches } from '../ts/index.js';
 import { decodeTopic, decodeType, encodePattern, encodeTopic, encodeType, escapeToken, unescapeToken } from '../ts/nats/index.js';
 import { uniqueId } from './helpers/fixtures.js';
-import { NatsScene, NatsServerProcess } from './helpers/nats-fixtures.js';
+import { NatsScene, natsServerForFile } from './helpers/nats-fixtures.js';
 
-let nats: NatsServerProcess;
-before(async () => {
-  nats = await NatsServerProcess.start();
-});
-after(async () => {
-  await nats?.dispose();
-});
+const nats = natsServerForFile();
 
 // Plain segments and ones that need escaping (space, '~', non-ASCII).
 const SEGMENTS = ['a', 'b', 'c', 'd e', '~x', 'ü'];
@@ -52,7 +46,7 @@ test('subject mapping: tokens, types and topics round-trip; escaped tokens never
 });
 
 test('differential: for random patterns and topics, nats-server delivers exactly what topicMatches says', { timeout: 120_000 }, async (t) => {
-  const s = new NatsScene(nats);
+  const s = new NatsScene(nats.server);
   t.after(() => s.close());
   const bridge = await s.bridge();
   let runs = 0;
@@ -90,7 +84,7 @@ test('differential: for random patterns and topics, nats-server delivers exactly
 });
 
 test('differential: any string is refused as a pattern by the bridge exactly when smartipc calls it invalid', { timeout: 30_000 }, async (t) => {
-  const s = new NatsScene(nats);
+  const s = new NatsScene(nats.server);
   t.after(() => s.close());
   const bridge = await s.bridge();
   const client = await s.client(bridge, { id: uniqueId('rules') });

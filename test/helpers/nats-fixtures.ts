@@ -2,6 +2,7 @@
 import { NatsBridge, type INatsBridgeOptions, type NatsClient, type INatsClientOptions } from '../../ts/nats/index.js';
 import { SmartIpc, type IpcClient, type IpcServer, type IIpcServerOptions, type IIpcClientOptions } from '../../ts/index.js';
 import { uniqueId, uniqueSocketPath } from './fixtures.js';
+import { before, after } from 'node:test';
 import { NatsServerProcess } from './nats-server.js';
 
 export { NatsServerProcess };
@@ -55,3 +56,35 @@ export class NatsScene {
     for (const close of this.closers.splice(0).reverse()) await close().catch(() => undefined);
   }
 }
+
+/** One nats-server for a test file, and scenes on it that close with their test. */
+export interface INatsForFile {
+  readonly server: NatsServerProcess;
+  scene(t: { after(fn: () => Promise<void>): void }): NatsScene;
+}
+
+/** Starts a nats-server before the file's tests and stops it (by pid) after them. Call at the top level of a test file. */
+export function natsServerForFile(): INatsForFile {
+  let server: NatsServerProcess | undefined;
+  before(async () => {
+    server = await NatsServerProcess.start();
+  });
+  after(async () => {
+    await server?.dispose();
+  });
+  const started = (): NatsServerProcess => {
+    if (server === undefined) throw new Error('the nats-server is started in before(): use it inside a test');
+    return server;
+  };
+  return {
+    get server() {
+      return started();
+    },
+    scene(t) {
+      const s = new NatsScene(started());
+      t.after(() => s.close());
+      return s;
+    },
+  };
+}
+
