@@ -225,6 +225,29 @@ describe('dead letters: every other case', () => {
     assert.deepEqual(shape(letters[0]), { reason: 'handlerError', type: 'boom.now', peerId: 'server', data: { v: 1 }, code: 'HANDLER_ERROR' });
   });
 
+  test('a subscription handler that returns null (or any value that is not a promise) has not failed', T, async (t) => {
+    const pair = await createPair('unix');
+    t.after(() => pair.close());
+    const errors: unknown[] = [];
+    pair.client.on('error', (err) => errors.push(err));
+    const letters = collectLetters(pair.client);
+    const got: unknown[] = [];
+    const handler = (data: unknown) => {
+      got.push(data);
+      return null;
+    };
+    // TypeScript refuses it; JavaScript, or a handler typed loosely, does not.
+    await pair.client.subscribe('ret.*', handler as unknown as () => void);
+    await pair.server.publish('ret.a', 1);
+    await pair.server.publish('ret.b', 2);
+    await waitUntil(() => got.length === 2, 5_000, 'both publishes');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(got, [1, 2]);
+    assert.deepEqual(letters, []);
+    assert.deepEqual(errors, []);
+    assert.equal(pair.client.getStats().metrics.deadLetters, 0);
+  });
+
   test('publishes dropped for a slow consumer are dead letters naming the subscriber (server); the others still get them', { timeout: 60_000 }, async (t) => {
     const maxQueued = 256 * 1024;
     const started = await startServer('unix', { heartbeat: false, pubsubMaxQueuedBytes: maxQueued }, 'slowdl');

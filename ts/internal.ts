@@ -20,6 +20,7 @@ export { StreamFeature } from './features/streams/classes.streamfeature.js';
 export { encodePayload, encodeInto, decodePayload, isAllowedEncoding, type IEncodedPayload } from './channel/serializer.js';
 export { invalidArgument, isIpcErrorCode, toRemoteError } from './smartipc.errors.js';
 export { startTimer, clampDelay } from './smartipc.timers.js';
+export { isThenable } from './smartipc.thenable.js';
 export { resolveClient, resolveServer, resolveChannel, durationMs, count, bytes } from './smartipc.options.js';
 export type { IConnectionHost, IConnectionFeature } from './interfaces/hosts.js';
 export { createDuplexPair } from './framing/duplexpair.js';

@@ -20,6 +20,7 @@ import { clampDelay } from '../smartipc.timers.js';
 import { callLabel } from '../features/services/callchain.js';
 import { GUARDED_KINDS, type IFrameGuard } from '../features/security/classes.guard.js';
 import { DEAD_LETTER_MAX_DATA_BYTES, DEFAULT_MAX_JSON_DEPTH } from '../smartipc.defaults.js';
+import { isThenable } from '../smartipc.thenable.js';
 import { debug } from '../smartipc.log.js';
 
 /** What the owner of a connection (server, client, channel) hears from it. */
@@ -740,7 +741,7 @@ export class IpcConnection implements IConnectionHost, ILinkHandler {
       this.handlerFailed(id, context, err);
       return;
     }
-    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+    if (isThenable(result)) {
       // An asynchronous message handler is always timed (from here: its synchronous start is short).
       if (context.startedAt < 0) context.startedAt = performance.now();
       // Only handlers still running can be cancelled: a synchronous answer needs no bookkeeping.

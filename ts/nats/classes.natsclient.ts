@@ -820,8 +820,8 @@ export class NatsClient extends plugins.events.EventEmitter<INatsClientEvents> {
     for (const record of [...entry.handlers.values()]) {
       try {
         const result = record.handler(data, info);
-        if (result && typeof (result as Promise<void>).then === 'function') {
-          (result as Promise<void>).then(undefined, (err: unknown) => this.handlerFailed(info.topic, err));
+        if (smartipc.isThenable(result)) {
+          result.then(undefined, (err: unknown) => this.handlerFailed(info.topic, err));
         }
       } catch (err) {
         this.handlerFailed(info.topic, err);

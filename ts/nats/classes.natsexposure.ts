@@ -6,7 +6,7 @@ import { InboundHeaders, budgetOf, decodeMsg, encodeChain, encodeData, encodeRoo
 import { NatsOutbox } from './classes.natsoutbox.js';
 import { NatsStreamEndpoint } from './classes.natsstreams.js';
 import { LiteSignal } from './nats.serving.js';
-import { NatsRequester, NatsServiceAnnouncer, NatsServiceDirectory, isThenable, readCall, replyError, requestFields, retireSubscriptions, serveReply } from './nats.calls.js';
+import { NatsRequester, NatsServiceAnnouncer, NatsServiceDirectory, readCall, replyError, requestFields, retireSubscriptions, serveReply } from './nats.calls.js';
 import type { NatsBridge } from './classes.natsbridge.js';
 import { debugNats } from './nats.log.js';
 import type { INatsExposeOptions } from './interfaces.js';
@@ -340,7 +340,7 @@ export class NatsExposure {
       failed(err);
       return;
     }
-    if (!isThenable(result)) {
+    if (!smartipc.isThenable(result)) {
       this.activeHandlers--;
       return;
     }

@@ -351,7 +351,7 @@ export function serveReply(bridge: NatsBridge, serve: IServeReply, run: () => un
     fail(err);
     return;
   }
-  if (!isThenable(result)) {
+  if (!smartipc.isThenable(result)) {
     serve.onEnd();
     if (serve.reply !== undefined) replyValue(bridge, serve.reply, result, serve.json, serve.what);
     return;
@@ -387,9 +387,6 @@ export function serveReply(bridge: NatsBridge, serve: IServeReply, run: () => un
   );
 }
 
-export function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return value !== null && typeof value === 'object' && typeof (value as PromiseLike<unknown>).then === 'function';
-}
 
 // ---- the registry on NATS ----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@
 //   smartipc:connect, smartipc:disconnect, smartipc:message, smartipc:publish, smartipc:deadLetter  plain channels
 import * as plugins from '../../plugins.js';
 import type { IDeadLetter } from '../../interfaces/observability.js';
+import { isThenable } from '../../smartipc.thenable.js';
 
 /**
  * The context object of a traced request or handler: the same object goes to start, end,
@@ -114,7 +115,7 @@ export function traceMaybeAsync<C extends object>(channel: plugins.diagnosticsCh
       throw err;
     }
     end.publish(context);
-    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+    if (isThenable(result)) {
       return Promise.resolve(result).then(
         (value) => {
           settled(false);

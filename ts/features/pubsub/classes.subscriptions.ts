@@ -15,6 +15,7 @@ import { TopicTrie, PUBLISH_FROM_SEPARATOR, assertValidPattern, assertValidTopic
 import { subscriptionIterator, subscriptionObservable, type ISubscriptionSource } from './subscription.adapters.js';
 import { encodePayload, type IEncodedPayload } from '../../channel/serializer.js';
 import { debug } from '../../smartipc.log.js';
+import { isThenable } from '../../smartipc.thenable.js';
 import type { Observer } from '../observability/classes.observer.js';
 
 /** What the registry needs from its client. */
@@ -409,8 +410,8 @@ export class ClientSubscriptions implements IConnectionFeature {
     for (const record of records) {
       try {
         const result = record.handler(data, info);
-        if (result !== undefined && typeof (result as Promise<void>).then === 'function') {
-          (result as Promise<void>).then(undefined, (err: unknown) => this.handlerFailed(topic, from, data, err));
+        if (isThenable(result)) {
+          result.then(undefined, (err: unknown) => this.handlerFailed(topic, from, data, err));
         }
       } catch (err) {
         this.handlerFailed(topic, from, data, err);
