@@ -17,3 +17,13 @@ export function clampDelay(delayMs: number): number {
   if (!(delayMs > 0)) return 0;
   return delayMs > MAX_TIMER_DELAY_MS ? MAX_TIMER_DELAY_MS : delayMs;
 }
+
+/**
+ * How long a periodic check ran late, when that is more than a whole period (this process was
+ * stopped or its event loop blocked: what peers sent meanwhile waited unread, so it is not held
+ * against them); else 0. `lastRunAt` and `now` on one clock.
+ */
+export function stalledFor(now: number, lastRunAt: number, periodMs: number): number {
+  const late = now - lastRunAt - periodMs;
+  return late > periodMs ? late : 0;
+}

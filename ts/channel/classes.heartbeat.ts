@@ -1,4 +1,5 @@
 import { systemClock, type IClock, type TClockTimer } from './clock.js';
+import { stalledFor } from '../smartipc.timers.js';
 
 /** What the heartbeat needs from its connection; small so it can be tested without sockets. */
 export interface IHeartbeatHost {
@@ -63,11 +64,10 @@ export class Heartbeat {
       this.heard = false;
       this.lastHeard = now;
     }
-    // A check that comes more than a tick late found this process stopped or its event loop
-    // blocked: what the peer sent meanwhile may be waiting unread, so the silence is not its own.
-    const late = now - this.lastTick - this.tickMs;
+    // This process stalled: the peer's silence meanwhile is not its own.
+    const stalled = stalledFor(now, this.lastTick, this.tickMs);
     this.lastTick = now;
-    if (late > this.tickMs) this.lastHeard = Math.min(now, this.lastHeard + late);
+    if (stalled > 0) this.lastHeard = Math.min(now, this.lastHeard + stalled);
     const silentFor = now - this.lastHeard;
     const inGrace = now - this.startedAt < this.options.initialGraceMs + this.options.timeoutMs;
     if (silentFor > this.options.timeoutMs && !inGrace) {

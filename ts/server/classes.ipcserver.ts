@@ -28,7 +28,7 @@ import { Observer } from '../features/observability/classes.observer.js';
 import { callWithRetry } from '../features/policies/retry.js';
 import { connectChannel, disconnectChannel } from '../features/observability/tracing.js';
 import type { IDeadLetter } from '../interfaces/observability.js';
-import { startTimer } from '../smartipc.timers.js';
+import { stalledFor, startTimer } from '../smartipc.timers.js';
 import { debug } from '../smartipc.log.js';
 
 export interface IClientInfo {
@@ -559,12 +559,9 @@ export class IpcServer extends plugins.events.EventEmitter<IIpcServerEvents> {
   private sweepSlowFrames(): void {
     const limit = this.options.security.frameTimeoutMs;
     const now = Date.now();
-    // A sweep that comes late found this process stopped or its event loop blocked: meanwhile the
-    // peers' bytes waited unread, so that time is not held against their frames.
-    const interval = this.frameSweepIntervalMs();
-    const late = now - this.lastFrameSweepAt - interval;
+    // This process stalled: the peers' frames meanwhile waited unread.
+    const excusedMs = stalledFor(now, this.lastFrameSweepAt, this.frameSweepIntervalMs());
     this.lastFrameSweepAt = now;
-    const excusedMs = late > interval ? late : 0;
     const close = (link: FramedLink | undefined, who: string) => {
       if (link === undefined) return;
       if (excusedMs > 0) link.excusePartialFrame(excusedMs);
