@@ -117,8 +117,11 @@ function parseJson<T>(frame: IFrame, what: string): T {
   }
 }
 
-export function sendJsonFrame(link: FramedLink, kind: EFrameKind, body: object): void {
-  link.send({ kind, encoding: EPayloadEncoding.Json, id: 0, type: '', payload: JSON.stringify(body) });
+/** Sends a handshake frame with `body` as JSON; returns the JSON sent. */
+export function sendJsonFrame(link: FramedLink, kind: EFrameKind, body: object): string {
+  const json = JSON.stringify(body);
+  link.send({ kind, encoding: EPayloadEncoding.Json, id: 0, type: '', payload: json });
+  return json;
 }
 
 /**
@@ -185,9 +188,9 @@ export async function registerWithServer(
   );
   // Until the server answers, nothing bigger than a handshake frame is accepted from it.
   link.setMaxIncomingFrameBytes(Math.min(hello.maxMessageSize, DEFAULT_HANDSHAKE_MAX_FRAME_BYTES));
-  const helloJson = JSON.stringify(hello);
+  let helloJson: string;
   try {
-    link.send({ kind: EFrameKind.Hello, encoding: EPayloadEncoding.Json, id: 0, type: '', payload: helloJson });
+    helloJson = sendJsonFrame(link, EFrameKind.Hello, hello);
   } catch (err) {
     answer.catch(() => undefined); // settles through the destroy below; the send error is the one to report
     link.destroy(err as IpcError);
