@@ -41,6 +41,13 @@ export const DEFAULT_RECONNECT = {
 /** Backoff grows by this factor per attempt; jitter spreads a retry over +-this fraction. */
 export const BACKOFF_MULTIPLIER = 2;
 export const BACKOFF_JITTER_FRACTION = 0.2;
+/**
+ * After the endpoint changed (a socket file appeared), failed attempts are retried every
+ * ENDPOINT_SETTLE_POLL_MS for ENDPOINT_SETTLE_MS instead of backing off: a server that has bound
+ * its file refuses connections until it listens, a moment later.
+ */
+export const ENDPOINT_SETTLE_MS = 200;
+export const ENDPOINT_SETTLE_POLL_MS = 10;
 
 /** Messages and requests issued while reconnecting wait here, bounded by count and bytes. */
 export const DEFAULT_OUTBOX_MAX_MESSAGES = 1_000;

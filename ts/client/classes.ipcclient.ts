@@ -1,6 +1,6 @@
 import * as plugins from '../plugins.js';
 import { IpcError, isIpcError, type TIpcErrorCode } from '../smartipc.errors.js';
-import { DEFAULT_WAIT_FOR_READY_TIMEOUT_MS, PROTOCOL_VERSION } from '../smartipc.defaults.js';
+import { DEFAULT_WAIT_FOR_READY_TIMEOUT_MS, ENDPOINT_SETTLE_MS, ENDPOINT_SETTLE_POLL_MS, PROTOCOL_VERSION } from '../smartipc.defaults.js';
 import { EFrameKind, type IHelloPayload } from '../interfaces/wire.js';
 import type { IClientConnectOptions, IIpcClientOptions, IRequestOptions } from '../interfaces/options.js';
 import type { IIpcClientEvents, IIpcMetrics, IMessageContext, TMessageHandler } from '../interfaces/events.js';
@@ -44,10 +44,6 @@ export type TEndpointHosting = (options: IResolvedClient) => Promise<IpcServer>;
 type TClientState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
 
 /** Failures that retrying cannot fix: the server is there and said no. */
-/** After the endpoint changed, failed attempts are retried every ENDPOINT_SETTLE_POLL_MS for this long (ms). */
-const ENDPOINT_SETTLE_MS = 200;
-const ENDPOINT_SETTLE_POLL_MS = 10;
-
 const PERMANENT_CODES: ReadonlySet<TIpcErrorCode> = new Set(['ID_MISMATCH', 'PROTOCOL_ERROR', 'AUTH_FAILED', 'FORBIDDEN', 'TOO_MANY_CLIENTS', 'TLS_ERROR']);
 
 export function generateClientId(): string {
@@ -556,8 +552,11 @@ export class IpcClient extends plugins.events.EventEmitter<IIpcClientEvents> {
     return this.state === 'closed';
   }
 
-  /** Not unref'd on purpose: a caller awaiting connect, or a stubborn reconnect, keeps the process alive. */
-  /** The backoff between attempts; cut short when the medium sees the endpoint come back (a socket file appearing). */
+  /**
+   * The backoff between attempts; cut short when the medium sees the endpoint come back (a socket
+   * file appearing). Not unref'd on purpose: a caller awaiting connect, or a stubborn reconnect,
+   * keeps the process alive.
+   */
   private sleep(ms: number): Promise<void> {
     if (this.endpointChanged) {
       // It changed during the last attempt (a server unlinks its stale file, then binds): try again now.

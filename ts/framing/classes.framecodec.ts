@@ -357,7 +357,6 @@ export class FrameDecoder {
       chunk.copy(this.assembly, this.pendingBytes, 0, room);
       const frame = this.assembly;
       this.assembly = undefined;
-      this.pending = [];
       this.pendingBytes = 0;
       this.needed = -1;
       this.parse(frame);
