@@ -113,9 +113,8 @@ runScenario('chaos soak', async (v) => {
   }, SAMPLE_MS);
   progress(`seed ${rng.seed}; ${PROCESSES * CLIENTS_PER_PROCESS} clients at ~${OPS_PER_SECOND_PER_CLIENT} ops/s each for ${fmtMs(DURATION_MS)}`);
 
-  /** Memory after GC of every client process with the workload paused, nothing in flight and every client connected. */
+  /** Memory after GC of every client process once the workload is stopped: nothing in flight, every client connected. */
   const quietMemory = async (): Promise<IMemory[]> => {
-    await Promise.all(workers.map((w) => w.call('stop', undefined, 30_000)));
     await until(async () => (await Promise.all(workers.map((w) => w.call<number>('connected')))).every((n) => n === CLIENTS_PER_PROCESS), 10_000, 100);
     await sleep(500);
     return Promise.all(workers.map((w) => w.call<IMemory>('gc')));
@@ -135,6 +134,7 @@ runScenario('chaos soak', async (v) => {
   await restartServer();
   await server.call('destroyClient', {});
   await sleep(PREWARM_MS);
+  await Promise.all(workers.map((w) => w.call('stop', undefined, 30_000)));
   const quietBefore = await quietMemory();
   for (const w of workers) await w.call('start', { opsPerSecond: OPS_PER_SECOND_PER_CLIENT });
   const t0 = now();
@@ -173,11 +173,9 @@ runScenario('chaos soak', async (v) => {
   const tallies = await Promise.all(workers.map((w) => w.call<ITally>('stop', undefined, 30_000)));
   clearInterval(sampler);
   const soakMs = now() - t0;
-  // Quiet again: every client reconnected, then the fds.
-  await until(async () => (await Promise.all(workers.map((w) => w.call<number>('connected')))).every((n) => n === CLIENTS_PER_PROCESS), 10_000, 100);
+  // Quiet again: every client reconnected (the server sees them all), then memory and fds.
   await until(async () => (await server.call<{ connectedClients: number }>('stats')).connectedClients === PROCESSES * CLIENTS_PER_PROCESS + 1, 10_000, 100);
-  await sleep(500);
-  const quietAfter = await Promise.all(workers.map((w) => w.call<IMemory>('gc')));
+  const quietAfter = await quietMemory();
   const fdsEnd = new Map(workers.map((w) => [w.pid, fdsOf(w.pid) ?? -1]));
   const stallerFdsEnd = fdsOf(staller.pid) ?? -1;
   const serverFdsEnd = fdsOf(server.pid) ?? -1;
