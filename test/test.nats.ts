@@ -63,6 +63,35 @@ test('requests and messages cross two bridges: result, HANDLER_ERROR with remote
   assert.equal(client.getStats().metrics.requestsInFlight, 0);
 });
 
+test('a message handler on an exposed server that throws or rejects is an error event on the hosting bridge; a message nobody handles is dropped', { timeout: 20_000 }, async (t) => {
+  const s = scene(t);
+  const [callerBridge, hostBridge] = [await s.bridge(), await s.bridge()];
+  const errors: Array<{ code: string; message: string }> = [];
+  hostBridge.on('error', (err) => errors.push({ code: err.code, message: err.message }));
+  const server = await s.server();
+  const seen: string[] = [];
+  server.onMessage('throws', () => {
+    throw new Error('sync failure');
+  });
+  server.onMessage('rejects', async () => {
+    throw new Error('async failure');
+  });
+  server.onMessage('fine', (data) => void seen.push(String(data)));
+  await hostBridge.expose(server);
+  const client = await s.client(callerBridge, { id: server.options.id });
+  await client.sendMessage('throws', 1);
+  await client.sendMessage('rejects', 2);
+  await client.sendMessage('nobody', 3);
+  await client.sendMessage('fine', 'last');
+  await waitUntil(() => seen.length === 1 && errors.length >= 2, 5_000, 'the messages');
+  await sleep(50);
+  assert.deepEqual(seen, ['last']);
+  assert.deepEqual(errors, [
+    { code: 'HANDLER_ERROR', message: 'handler for message "throws" threw: sync failure' },
+    { code: 'HANDLER_ERROR', message: 'handler for message "rejects" threw: async failure' },
+  ]);
+});
+
 test('no responder: NO_HANDLER at once, for an id nobody exposes and for a type the host lacks', { timeout: 20_000 }, async (t) => {
   const s = scene(t);
   const bridge = await s.bridge();

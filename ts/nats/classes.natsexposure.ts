@@ -6,7 +6,7 @@ import { InboundHeaders, budgetOf, decodeMsg, encodeChain, encodeData, encodeRoo
 import { NatsOutbox } from './classes.natsoutbox.js';
 import { NatsStreamEndpoint } from './classes.natsstreams.js';
 import { LiteSignal } from './nats.serving.js';
-import { NatsRequester, NatsServiceAnnouncer, NatsServiceDirectory, readCall, replyError, requestFields, retireSubscriptions, serveReply } from './nats.calls.js';
+import { NOT_ABORTABLE, NatsRequester, NatsServiceAnnouncer, NatsServiceDirectory, readCall, replyError, requestFields, retireSubscriptions, serveReply } from './nats.calls.js';
 import type { NatsBridge } from './classes.natsbridge.js';
 import { debugNats } from './nats.log.js';
 import type { INatsExposeOptions } from './interfaces.js';
@@ -327,26 +327,23 @@ export class NatsExposure {
     }
     this.stats.messages++;
     this.activeHandlers++;
-    const failed = (err: unknown) => {
-      this.activeHandlers--;
-      const error = toReplyError(err);
-      if (error.code === 'NO_HANDLER') debugNats('exposure %s: no handler for message "%s"; dropped', this.id, type);
-      else this.emitError(new smartipc.IpcError(error.code, `handler for message "${type}" threw: ${error.message}`, { cause: err, ...(error.remote ? { remote: error.remote } : {}) }));
-    };
-    let result: unknown;
-    try {
-      result = this.hooks.invoke(data, { type, peerId: headers.get(NATS_HEADER.from) ?? '', isRequest: false });
-    } catch (err) {
-      failed(err);
-      return;
-    }
-    if (!smartipc.isThenable(result)) {
-      this.activeHandlers--;
-      return;
-    }
-    result.then(() => {
-      this.activeHandlers--;
-    }, failed);
+    serveReply(
+      this.bridge,
+      {
+        reply: undefined,
+        owner: this,
+        budgetMs: undefined,
+        json: this.json,
+        what: `message "${type}"`,
+        context: NOT_ABORTABLE,
+        onEnd: () => this.activeHandlers--,
+        onError: (error, thrown) => {
+          if (error.code === 'NO_HANDLER') debugNats('exposure %s: no handler for message "%s"; dropped', this.id, type);
+          else this.emitError(new smartipc.IpcError(error.code, `handler for message "${type}" threw: ${error.message}`, { cause: thrown, ...(error.remote ? { remote: error.remote } : {}) }));
+        },
+      },
+      () => this.hooks.invoke(data, { type, peerId: headers.get(NATS_HEADER.from) ?? '', isRequest: false }),
+    );
   }
 
   private onHello(msg: Msg): void {

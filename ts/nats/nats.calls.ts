@@ -332,6 +332,9 @@ export interface IServeReply {
   onError?(error: smartipc.IpcError, thrown: unknown): void;
 }
 
+/** The context of a fire-and-forget message: nobody waits for it, so nothing aborts it. */
+export const NOT_ABORTABLE: IServeReply['context'] = { isAborted: false, abort: () => undefined };
+
 /**
  * Runs a handler for a NATS caller and answers its reply subject: at once when it answers
  * synchronously, else when its promise settles, tracked meanwhile (bridge.serving) so the caller's
